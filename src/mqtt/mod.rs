@@ -1,0 +1,1 @@
+//! MQTT CONNECT parsing and CONNACK encoding: pure logic, no nginx types.
