@@ -1,0 +1,165 @@
+//! CONNACK encoder, for rejecting a client before its connection is proxied
+//! (MQTT 3.1.1 §3.2, MQTT 5.0 §3.2).
+//!
+//! MQTT 3.1 and 3.1.1 CONNACKs are four bytes: `20 02 00 <return code>`. The
+//! MQTT 5 CONNACK adds a property block, here holding at most a Reason String
+//! (property 0x1F, MQTT 5.0 §3.2.2.3.7).
+
+use super::connect::{InvalidReason, ProtocolLevel};
+
+/// Buffer size that holds any CONNACK written by this module with a useful
+/// reason string; [`encode_connack`] truncates the reason string to fit.
+pub const MAX_CONNACK_LEN: usize = 128;
+
+/// Property identifier of the Reason String.
+const REASON_STRING: u8 = 0x1F;
+
+/// Writes a CONNACK with Session Present 0 and return/reason code `code`
+/// into `out` and returns the number of bytes written.
+///
+/// * `level` 3.1 or 3.1.1: `[0x20, 0x02, 0x00, code]`; `reason_string` is
+///   ignored.
+/// * `level` 5.0: `[0x20, remaining length, 0x00, code, property length]`
+///   followed, when `reason_string` is given and not empty, by the Reason
+///   String property. The string is cut on a character boundary so that the
+///   packet fits `out` (and within the 65 535-byte limit of a string); if
+///   not even an empty one would fit, the property is left out.
+///
+/// Returns 0 and writes nothing when `out` cannot hold the smallest CONNACK
+/// (4 bytes for 3.x, 5 for 5.0).
+pub fn encode_connack(level: ProtocolLevel, code: u8, reason_string: Option<&str>, out: &mut [u8]) -> usize {
+    let mut w = Writer { out, pos: 0 };
+    match level {
+        ProtocolLevel::V31 | ProtocolLevel::V311 => {
+            if w.room() < 4 {
+                return 0;
+            }
+            w.put(&[0x20, 0x02, 0x00, code]);
+        }
+        ProtocolLevel::V5 => {
+            let reason = reason_string
+                .map(|s| fit_reason_string(s, w.room()))
+                .filter(|s| !s.is_empty());
+            let Some((remaining_len, total)) = v5_lengths(reason.map_or(0, str::len), reason.is_some()) else {
+                return 0;
+            };
+            if total > w.room() {
+                return 0;
+            }
+            w.put(&[0x20]);
+            w.var_int(remaining_len);
+            w.put(&[0x00, code]);
+            match reason {
+                Some(s) => {
+                    // Property 0x1F + two-byte length + the string.
+                    w.var_int(s.len().saturating_add(3));
+                    w.put(&[REASON_STRING]);
+                    w.put(&u16::try_from(s.len()).unwrap_or(u16::MAX).to_be_bytes());
+                    w.put(s.as_bytes());
+                }
+                None => w.put(&[0x00]),
+            }
+        }
+    }
+    w.pos
+}
+
+/// Writes the CONNACK that rejects a client for `reason`, in the format of
+/// `level` (the 3.1.1 format when the level is unknown), using
+/// [`InvalidReason::connack_code`]; for MQTT 5 the reason's
+/// [`message`](InvalidReason::message) goes into the Reason String. Returns 0
+/// when the connection is to be closed without a CONNACK (or `out` is too
+/// small).
+pub fn encode_rejection(reason: InvalidReason, level: Option<ProtocolLevel>, out: &mut [u8]) -> usize {
+    match reason.connack_code(level) {
+        Some(code) => encode_connack(
+            level.unwrap_or(ProtocolLevel::V311),
+            code,
+            Some(reason.message()),
+            out,
+        ),
+        None => 0,
+    }
+}
+
+/// Remaining Length and total size of an MQTT 5 CONNACK whose Reason String
+/// is `string_len` bytes (`with_string` false: no property at all).
+fn v5_lengths(string_len: usize, with_string: bool) -> Option<(usize, usize)> {
+    let props_len = if with_string {
+        string_len.checked_add(3)?
+    } else {
+        0
+    };
+    // Flags + code + property length + properties.
+    let remaining_len = var_int_len(props_len)?
+        .checked_add(2)?
+        .checked_add(props_len)?;
+    let total = var_int_len(remaining_len)?.checked_add(1)?.checked_add(remaining_len)?;
+    Some((remaining_len, total))
+}
+
+/// Longest prefix of `s`, cut on a character boundary, whose CONNACK fits
+/// in `room` bytes and whose length fits a two-byte string length.
+fn fit_reason_string(s: &str, room: usize) -> &str {
+    // The framing around the string is 8 bytes when both Variable Byte
+    // Integers take one byte, and at most 4 more: start from the 8-byte
+    // estimate and step back one character at a time until it fits (the
+    // size only grows with the string, so the first fit is the longest).
+    let mut len = s.len().min(usize::from(u16::MAX)).min(room.saturating_sub(8));
+    loop {
+        while !s.is_char_boundary(len) {
+            len = len.saturating_sub(1);
+        }
+        match v5_lengths(len, true) {
+            Some((_, total)) if total <= room => break,
+            _ if len == 0 => break,
+            _ => len = len.saturating_sub(1),
+        }
+    }
+    s.get(..len).unwrap_or_default()
+}
+
+/// Size of `value` as a Variable Byte Integer, `None` above the maximum.
+fn var_int_len(value: usize) -> Option<usize> {
+    match value {
+        0..=127 => Some(1),
+        128..=16_383 => Some(2),
+        16_384..=2_097_151 => Some(3),
+        2_097_152..=268_435_455 => Some(4),
+        _ => None,
+    }
+}
+
+/// Appends to a buffer whose size was checked beforehand; writes that would
+/// not fit are dropped rather than panicking.
+struct Writer<'b> {
+    out: &'b mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    fn room(&self) -> usize {
+        self.out.len().saturating_sub(self.pos)
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.pos.saturating_add(bytes.len());
+        if let Some(dst) = self.out.get_mut(self.pos..end) {
+            dst.copy_from_slice(bytes);
+            self.pos = end;
+        }
+    }
+
+    fn var_int(&mut self, mut value: usize) {
+        loop {
+            // Truncation intended: the low seven bits.
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                self.put(&[byte]);
+                return;
+            }
+            self.put(&[byte | 0x80]);
+        }
+    }
+}
