@@ -1,0 +1,284 @@
+//! The preread phase handler, and the gate in front of the content handler
+//! that keeps undecided sessions away from the brokers.
+
+use core::ptr::NonNull;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_stream_finalize_session, ngx_stream_session_t,
+    ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR,
+};
+
+use crate::cert::with_peer_certificate;
+use crate::conf::MqttSrvConf;
+use crate::escape::Escaped;
+use crate::log::{mqtt_debug, mqtt_log};
+use crate::module;
+use crate::mqtt::connack::{encode_connack, MAX_CONNACK_LEN};
+use crate::mqtt::{parse_connect, InvalidReason, Parsed, ProtocolLevel};
+use crate::policy::{check_client_id, ClientIdPolicy, RejectReason};
+use crate::session::{cert_cn_copy, pool_copy, str_bytes, Outcome, SessionCtx};
+use crate::stream::{core_main_conf, push_preread_handler, server_module_conf, servers, SessionExt};
+
+const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
+const NGX_ERROR: ngx_int_t = ngx::ffi::NGX_ERROR as ngx_int_t;
+const NGX_AGAIN: ngx_int_t = ngx::ffi::NGX_AGAIN as ngx_int_t;
+const NGX_DECLINED: ngx_int_t = ngx::ffi::NGX_DECLINED as ngx_int_t;
+const INTERNAL_ERROR: ngx_int_t = NGX_STREAM_INTERNAL_SERVER_ERROR as ngx_int_t;
+
+/// Postconfiguration: installs the preread handler, and the content gate in
+/// every server that must see an accepted CONNECT before proxying.
+pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: called by nginx inside the stream block with a valid cf.
+    let Some(cmcf) = (unsafe { core_main_conf(cf) }) else {
+        return NGX_ERROR;
+    };
+    let mut enabled_anywhere = false;
+    // SAFETY: parsing and merging are done, so every server is complete.
+    for cscf in unsafe { servers(cmcf) } {
+        // SAFETY: as above.
+        let Some(conf) = (unsafe { server_module_conf::<MqttSrvConf>(cscf, module()) }) else {
+            continue;
+        };
+        if !conf.enabled() {
+            continue;
+        }
+        enabled_anywhere = true;
+        if conf.requires_connect() && cscf.handler.is_some() {
+            conf.content_handler = cscf.handler;
+            cscf.handler = Some(content_gate);
+        }
+    }
+    // SAFETY: this is postconfiguration of a stream module.
+    if enabled_anywhere && !unsafe { push_preread_handler(cmcf, Some(preread_handler)) } {
+        return NGX_ERROR;
+    }
+    NGX_OK
+}
+
+/// The preread phase handler. A panic becomes a logged 500, never an unwind
+/// into nginx.
+unsafe extern "C" fn preread_handler(s: *mut ngx_stream_session_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live session being processed.
+    let session = unsafe { &mut *s };
+    match catch_unwind(AssertUnwindSafe(|| preread(session))) {
+        Ok(rc) => rc,
+        Err(_) => {
+            let c = session.connection();
+            mqtt_log!(NGX_LOG_ALERT, c.log, "internal error while reading CONNECT");
+            INTERNAL_ERROR
+        }
+    }
+}
+
+fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
+    let Some(conf) = s.srv_conf::<MqttSrvConf>(module()) else {
+        return NGX_DECLINED;
+    };
+    if !conf.enabled() || s.connection().type_ != libc::SOCK_STREAM {
+        return NGX_DECLINED;
+    }
+    let Some(ctx) = session_ctx(s) else {
+        return NGX_ERROR;
+    };
+    if ctx.outcome != Outcome::Pending {
+        return NGX_DECLINED;
+    }
+
+    let c = s.connection();
+    // SAFETY: when set, c.buffer is the preread buffer and [pos, last) holds
+    // the bytes received so far.
+    let Some(buffer) = (unsafe { c.buffer.as_ref() }) else {
+        return NGX_AGAIN;
+    };
+    let received = unsafe { core::slice::from_raw_parts(buffer.pos, buffer.last.offset_from(buffer.pos) as usize) };
+    let limit = s.core_srv_conf().preread_buffer_size;
+
+    match parse_connect(received, limit) {
+        Parsed::Incomplete { .. } => NGX_AGAIN,
+        Parsed::Invalid { reason, level } => {
+            if conf.requires_connect() {
+                return reject(c, conf, ctx, RejectReason::Invalid(reason), level, limit);
+            }
+            ctx.outcome = Outcome::PassedUnparsed;
+            mqtt_debug!(c.log, "not a valid CONNECT ({}), proxied", reason.message());
+            NGX_DECLINED
+        }
+        Parsed::Connect(connect) => {
+            ctx.level = Some(connect.level);
+            let (Some(client_id), Some(username)) = (
+                pool_copy(c.pool, connect.client_id.as_bytes()),
+                pool_copy(c.pool, connect.username.unwrap_or_default().as_bytes()),
+            ) else {
+                return NGX_ERROR;
+            };
+            ctx.client_id = client_id;
+            ctx.username = username;
+
+            let policy = conf.policy();
+            let verdict = if policy == ClientIdPolicy::Off {
+                Ok(())
+            } else {
+                with_peer_certificate(c, |cert| {
+                    ctx.cert_cn = Some(cert_cn_copy(c.pool, cert));
+                    check_client_id(policy, connect.client_id, cert)
+                })
+            };
+            match verdict {
+                Ok(()) => {
+                    ctx.outcome = Outcome::Accepted;
+                    mqtt_debug!(
+                        c.log,
+                        "accepted MQTT {} client_id \"{}\"",
+                        connect.level.name(),
+                        Escaped(connect.client_id.as_bytes())
+                    );
+                    NGX_DECLINED
+                }
+                Err(reason) => reject(c, conf, ctx, reason, Some(connect.level), limit),
+            }
+        }
+    }
+}
+
+/// The session's context, created on first use.
+fn session_ctx(s: &mut ngx_stream_session_t) -> Option<&'static mut SessionCtx> {
+    if let Some(ctx) = s.module_ctx::<SessionCtx>(module()) {
+        // SAFETY: the context lives in the connection pool, as long as the session.
+        return Some(unsafe { &mut *(ctx as *mut SessionCtx) });
+    }
+    let pool = s.connection().pool;
+    // SAFETY: the pool is the session's; the allocation is sized and aligned
+    // for SessionCtx, which is Copy and needs no destructor.
+    let ctx = NonNull::new(unsafe { ngx::ffi::ngx_palloc(pool, size_of::<SessionCtx>()) }.cast::<SessionCtx>())?;
+    // SAFETY: ctx is a fresh allocation for one SessionCtx.
+    unsafe { ctx.as_ptr().write(SessionCtx::new()) };
+    s.set_module_ctx(module(), ctx);
+    // SAFETY: as above.
+    Some(unsafe { &mut *ctx.as_ptr() })
+}
+
+/// Refuses a session: logs why, tells the device with a CONNACK where its
+/// protocol allows one, and returns the session status.
+fn reject(
+    c: &mut ngx_connection_t,
+    conf: &MqttSrvConf,
+    ctx: &mut SessionCtx,
+    reason: RejectReason,
+    level: Option<ProtocolLevel>,
+    preread_buffer_size: usize,
+) -> ngx_int_t {
+    ctx.outcome = Outcome::Rejected(reason);
+    let cert_cn = ctx.cert_cn(c);
+    let too_large = reason == RejectReason::Invalid(InvalidReason::TooLarge);
+    // Identity failures and a too small buffer are for the operator to see;
+    // broken packets are the client's problem, as nginx logs them.
+    let log_level = if reason.status() == 403 || too_large { NGX_LOG_WARN } else { NGX_LOG_INFO };
+    if too_large {
+        mqtt_log!(
+            log_level,
+            c.log,
+            "rejected ({}): CONNECT is larger than preread_buffer_size ({} bytes)",
+            reason.token(),
+            preread_buffer_size
+        );
+    } else {
+        mqtt_log!(
+            log_level,
+            c.log,
+            "rejected ({}): {}, client_id: \"{}\", cert_cn: \"{}\"",
+            reason.token(),
+            reason.message(),
+            Escaped(str_bytes(&ctx.client_id)),
+            Escaped(str_bytes(&cert_cn))
+        );
+    }
+    if c.ssl.is_null() {
+        discard_unread(c);
+    }
+    if conf.reject_connack == 1 {
+        if let Some(code) = reason.connack_code(level) {
+            send_connack(c, level, code, reason.message());
+        }
+    }
+    reason.status() as ngx_int_t
+}
+
+/// Writes a CONNACK carrying `code` to the device.
+fn send_connack(c: &mut ngx_connection_t, level: Option<ProtocolLevel>, code: u8, reason: &str) {
+    // An unknown protocol version is answered in the 3.1.1 format, as brokers do.
+    let level = level.unwrap_or(ProtocolLevel::V311);
+    let reason_string = (level == ProtocolLevel::V5).then_some(reason);
+    let mut packet = [0u8; MAX_CONNACK_LEN];
+    let len = encode_connack(level, code, reason_string, &mut packet);
+    let Some(send) = c.send else {
+        return;
+    };
+    // SAFETY: c is live and packet holds len initialised bytes.
+    let sent = unsafe { send(c, packet.as_mut_ptr(), len) };
+    if sent != len as isize {
+        mqtt_debug!(c.log, "CONNACK not sent whole ({} of {} bytes)", sent, len);
+    }
+}
+
+/// Reads and drops what the device sent and nginx has not consumed.
+///
+/// Plain-TCP preread only peeks (nginx 1.25.5 and later), so the CONNECT is
+/// still in the socket: closing over unread bytes sends an RST instead of a
+/// clean FIN, and the RST can destroy a CONNACK before the device reads it.
+fn discard_unread(c: &ngx_connection_t) {
+    let mut scratch = [0u8; 4096];
+    // Bounded: a device that keeps sending is cut off with an RST anyway.
+    for _ in 0..16 {
+        // SAFETY: c.fd is the connection's socket; scratch is writable.
+        let n = unsafe {
+            libc::recv(c.fd, scratch.as_mut_ptr().cast(), scratch.len(), libc::MSG_DONTWAIT)
+        };
+        if n <= 0 {
+            break;
+        }
+    }
+}
+
+/// Stands in front of the server's content handler: only sessions the
+/// preread handler accepted reach the upstream. nginx moves on to the content
+/// phase without asking the preread handlers when the client closes or
+/// `preread_timeout` expires; without this gate such a session would be
+/// proxied unauthenticated.
+unsafe extern "C" fn content_gate(s: *mut ngx_stream_session_t) {
+    // SAFETY: nginx passes the live session being processed.
+    let session = unsafe { &mut *s };
+    let status = match catch_unwind(AssertUnwindSafe(|| gate(session))) {
+        Ok(None) => return,
+        Ok(Some(status)) => status,
+        Err(_) => {
+            let c = session.connection();
+            mqtt_log!(NGX_LOG_ALERT, c.log, "internal error before proxying");
+            INTERNAL_ERROR
+        }
+    };
+    // SAFETY: the session is live and not yet finalized.
+    unsafe { ngx_stream_finalize_session(s, status as ngx_uint_t) };
+}
+
+/// Runs the content handler for a decided session; otherwise returns the
+/// status to finalize with.
+fn gate(s: &mut ngx_stream_session_t) -> Option<ngx_int_t> {
+    let conf = s.srv_conf::<MqttSrvConf>(module())?;
+    let handler = conf.content_handler?;
+    let outcome = s.module_ctx::<SessionCtx>(module()).map(|ctx| ctx.outcome);
+    let c = s.connection();
+    if matches!(outcome, Some(Outcome::Accepted | Outcome::PassedUnparsed)) || c.type_ != libc::SOCK_STREAM {
+        // SAFETY: handler is the server's own content handler.
+        unsafe { handler(s) };
+        return None;
+    }
+    if let Some(Outcome::Rejected(reason)) = outcome {
+        return Some(reason.status() as ngx_int_t);
+    }
+    let Some(ctx) = session_ctx(s) else {
+        return Some(INTERNAL_ERROR);
+    };
+    let c = s.connection();
+    Some(reject(c, conf, ctx, RejectReason::Incomplete, None, 0))
+}

@@ -1,0 +1,104 @@
+//! The `$mqtt_*` variables.
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_int_t, ngx_str_t, ngx_stream_add_variable, ngx_stream_session_t,
+    ngx_stream_variable_value_t, NGX_STREAM_VAR_NOCACHEABLE,
+};
+
+use crate::module;
+use crate::mqtt::ProtocolLevel;
+use crate::session::{Outcome, SessionCtx, EMPTY};
+use crate::stream::SessionExt;
+
+const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
+const NGX_ERROR: ngx_int_t = ngx::ffi::NGX_ERROR as ngx_int_t;
+
+#[derive(Clone, Copy)]
+enum Variable {
+    ClientId,
+    Username,
+    ProtocolVersion,
+    CertCn,
+    RejectReason,
+}
+
+const VARIABLE_COUNT: usize = 7;
+
+/// Each variable is read when the session is evaluated (the upstream hash,
+/// the access log), so none is cached: a value read before the CONNECT was
+/// parsed would otherwise stick.
+static VARIABLES: [(&str, Variable); VARIABLE_COUNT] = [
+    ("mqtt_client_id", Variable::ClientId),
+    ("mqtt_username", Variable::Username),
+    ("mqtt_protocol_version", Variable::ProtocolVersion),
+    ("mqtt_cert_cn", Variable::CertCn),
+    ("mqtt_reject_reason", Variable::RejectReason),
+    // The names NGINX Plus and Angie use.
+    ("mqtt_preread_clientid", Variable::ClientId),
+    ("mqtt_preread_username", Variable::Username),
+];
+
+/// Preconfiguration: registers the variables.
+pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
+    for (name, variable) in &VARIABLES {
+        let mut name = static_str(name);
+        // SAFETY: cf is the configuration being parsed; nginx copies the name.
+        let var = unsafe { ngx_stream_add_variable(cf, &mut name, NGX_STREAM_VAR_NOCACHEABLE as _) };
+        // SAFETY: a non-null result is the variable nginx just registered.
+        let Some(var) = (unsafe { var.as_mut() }) else {
+            return NGX_ERROR;
+        };
+        var.get_handler = Some(get_variable);
+        var.data = *variable as usize;
+    }
+    NGX_OK
+}
+
+unsafe extern "C" fn get_variable(
+    s: *mut ngx_stream_session_t,
+    v: *mut ngx_stream_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes the live session and a value slot to fill.
+    let (s, v) = unsafe { (&mut *s, &mut *v) };
+    let Some(ctx) = s.module_ctx::<SessionCtx>(module()) else {
+        v.set_not_found(1);
+        return NGX_OK;
+    };
+    let value = match data {
+        x if x == Variable::ClientId as usize => ctx.client_id,
+        x if x == Variable::Username as usize => ctx.username,
+        x if x == Variable::ProtocolVersion as usize => match ctx.level {
+            Some(level) => static_str(protocol_level_text(level)),
+            None => EMPTY,
+        },
+        x if x == Variable::CertCn as usize => ctx.cert_cn(s.connection()),
+        x if x == Variable::RejectReason as usize => match ctx.outcome {
+            Outcome::Rejected(reason) => static_str(reason.token()),
+            _ => EMPTY,
+        },
+        _ => {
+            v.set_not_found(1);
+            return NGX_OK;
+        }
+    };
+    v.set_len(value.len as _);
+    v.set_valid(1);
+    v.set_no_cacheable(0);
+    v.set_not_found(0);
+    v.data = value.data;
+    NGX_OK
+}
+
+/// The protocol level byte, as text: "3", "4" or "5".
+fn protocol_level_text(level: ProtocolLevel) -> &'static str {
+    match level {
+        ProtocolLevel::V31 => "3",
+        ProtocolLevel::V311 => "4",
+        ProtocolLevel::V5 => "5",
+    }
+}
+
+fn static_str(s: &'static str) -> ngx_str_t {
+    ngx_str_t { len: s.len(), data: s.as_ptr().cast_mut() }
+}
