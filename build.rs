@@ -14,7 +14,10 @@ fn main() {
         return;
     }
 
-    for (var, cfg) in [("DEP_NGINX_FEATURES", "ngx_feature"), ("DEP_NGINX_OS", "ngx_os")] {
+    for (var, cfg) in [
+        ("DEP_NGINX_FEATURES", "ngx_feature"),
+        ("DEP_NGINX_OS", "ngx_os"),
+    ] {
         if let Ok(values) = env::var(var) {
             for value in values.split(',').filter(|v| !v.is_empty()) {
                 println!("cargo::rustc-cfg={cfg}=\"{value}\"");

@@ -7,8 +7,8 @@ use core::ptr;
 use ngx::core::NGX_CONF_OK;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_enum_t, ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_conf_t,
-    ngx_flag_t, ngx_pcalloc, ngx_str_t, ngx_stream_content_handler_pt, ngx_uint_t,
-    NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF, NGX_STREAM_SRV_CONF,
+    ngx_flag_t, ngx_pcalloc, ngx_str_t, ngx_stream_content_handler_pt, ngx_uint_t, NGX_CONF_FLAG,
+    NGX_CONF_TAKE1, NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF, NGX_STREAM_SRV_CONF,
     NGX_STREAM_SRV_CONF_OFFSET,
 };
 use ngx::ngx_string;
@@ -60,11 +60,29 @@ const POLICY_SAN: ngx_uint_t = 2;
 const POLICY_CN_OR_SAN: ngx_uint_t = 3;
 
 static mut CLIENT_ID_MATCH_VALUES: [ngx_conf_enum_t; 5] = [
-    ngx_conf_enum_t { name: ngx_string!("off"), value: POLICY_OFF },
-    ngx_conf_enum_t { name: ngx_string!("cn"), value: POLICY_CN },
-    ngx_conf_enum_t { name: ngx_string!("san"), value: POLICY_SAN },
-    ngx_conf_enum_t { name: ngx_string!("cn_or_san"), value: POLICY_CN_OR_SAN },
-    ngx_conf_enum_t { name: ngx_str_t { len: 0, data: ptr::null_mut() }, value: 0 },
+    ngx_conf_enum_t {
+        name: ngx_string!("off"),
+        value: POLICY_OFF,
+    },
+    ngx_conf_enum_t {
+        name: ngx_string!("cn"),
+        value: POLICY_CN,
+    },
+    ngx_conf_enum_t {
+        name: ngx_string!("san"),
+        value: POLICY_SAN,
+    },
+    ngx_conf_enum_t {
+        name: ngx_string!("cn_or_san"),
+        value: POLICY_CN_OR_SAN,
+    },
+    ngx_conf_enum_t {
+        name: ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        },
+        value: 0,
+    },
 ];
 
 const CONTEXT: ngx_uint_t = (NGX_STREAM_MAIN_CONF | NGX_STREAM_SRV_CONF) as ngx_uint_t;
@@ -131,10 +149,25 @@ pub unsafe extern "C" fn merge_srv_conf(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: both point to MqttSrvConf made by create_srv_conf.
-    let (prev, conf) = unsafe { (&*prev.cast::<MqttSrvConf>(), &mut *conf.cast::<MqttSrvConf>()) };
+    let (prev, conf) = unsafe {
+        (
+            &*prev.cast::<MqttSrvConf>(),
+            &mut *conf.cast::<MqttSrvConf>(),
+        )
+    };
     merge(&mut conf.preread, prev.preread, UNSET_FLAG, 0);
-    merge(&mut conf.client_id_match, prev.client_id_match, UNSET_UINT, POLICY_OFF);
-    merge(&mut conf.reject_malformed, prev.reject_malformed, UNSET_FLAG, 1);
+    merge(
+        &mut conf.client_id_match,
+        prev.client_id_match,
+        UNSET_UINT,
+        POLICY_OFF,
+    );
+    merge(
+        &mut conf.reject_malformed,
+        prev.reject_malformed,
+        UNSET_FLAG,
+        1,
+    );
     merge(&mut conf.reject_connack, prev.reject_connack, UNSET_FLAG, 1);
     NGX_CONF_OK
 }

@@ -26,9 +26,9 @@ mod stream;
 mod variables;
 
 #[cfg(feature = "nginx")]
-pub use module::ngx_stream_mqtt_preread_module;
-#[cfg(feature = "nginx")]
 use module::module;
+#[cfg(feature = "nginx")]
+pub use module::ngx_stream_mqtt_preread_module;
 
 #[cfg(feature = "nginx")]
 mod module {

@@ -18,7 +18,9 @@ use crate::mqtt::connack::{encode_connack, MAX_CONNACK_LEN};
 use crate::mqtt::{parse_connect, InvalidReason, Parsed, ProtocolLevel};
 use crate::policy::{check_client_id, ClientIdPolicy, RejectReason};
 use crate::session::{cert_cn_copy, pool_copy, str_bytes, Outcome, SessionCtx};
-use crate::stream::{core_main_conf, push_preread_handler, server_module_conf, servers, SessionExt};
+use crate::stream::{
+    core_main_conf, push_preread_handler, server_module_conf, servers, SessionExt,
+};
 
 const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
 const NGX_ERROR: ngx_int_t = ngx::ffi::NGX_ERROR as ngx_int_t;
@@ -91,7 +93,9 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
     let Some(buffer) = (unsafe { c.buffer.as_ref() }) else {
         return NGX_AGAIN;
     };
-    let received = unsafe { core::slice::from_raw_parts(buffer.pos, buffer.last.offset_from(buffer.pos) as usize) };
+    let received = unsafe {
+        core::slice::from_raw_parts(buffer.pos, buffer.last.offset_from(buffer.pos) as usize)
+    };
     let limit = s.core_srv_conf().preread_buffer_size;
 
     match parse_connect(received, limit) {
@@ -150,7 +154,9 @@ fn session_ctx(s: &mut ngx_stream_session_t) -> Option<&'static mut SessionCtx> 
     let pool = s.connection().pool;
     // SAFETY: the pool is the session's; the allocation is sized and aligned
     // for SessionCtx, which is Copy and needs no destructor.
-    let ctx = NonNull::new(unsafe { ngx::ffi::ngx_palloc(pool, size_of::<SessionCtx>()) }.cast::<SessionCtx>())?;
+    let ctx = NonNull::new(
+        unsafe { ngx::ffi::ngx_palloc(pool, size_of::<SessionCtx>()) }.cast::<SessionCtx>(),
+    )?;
     // SAFETY: ctx is a fresh allocation for one SessionCtx.
     unsafe { ctx.as_ptr().write(SessionCtx::new()) };
     s.set_module_ctx(module(), ctx);
@@ -173,7 +179,11 @@ fn reject(
     let too_large = reason == RejectReason::Invalid(InvalidReason::TooLarge);
     // Identity failures and a too small buffer are for the operator to see;
     // broken packets are the client's problem, as nginx logs them.
-    let log_level = if reason.status() == 403 || too_large { NGX_LOG_WARN } else { NGX_LOG_INFO };
+    let log_level = if reason.status() == 403 || too_large {
+        NGX_LOG_WARN
+    } else {
+        NGX_LOG_INFO
+    };
     if too_large {
         mqtt_log!(
             log_level,
@@ -232,7 +242,12 @@ fn discard_unread(c: &ngx_connection_t) {
     for _ in 0..16 {
         // SAFETY: c.fd is the connection's socket; scratch is writable.
         let n = unsafe {
-            libc::recv(c.fd, scratch.as_mut_ptr().cast(), scratch.len(), libc::MSG_DONTWAIT)
+            libc::recv(
+                c.fd,
+                scratch.as_mut_ptr().cast(),
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            )
         };
         if n <= 0 {
             break;
@@ -268,7 +283,9 @@ fn gate(s: &mut ngx_stream_session_t) -> Option<ngx_int_t> {
     let handler = conf.content_handler?;
     let outcome = s.module_ctx::<SessionCtx>(module()).map(|ctx| ctx.outcome);
     let c = s.connection();
-    if matches!(outcome, Some(Outcome::Accepted | Outcome::PassedUnparsed)) || c.type_ != libc::SOCK_STREAM {
+    if matches!(outcome, Some(Outcome::Accepted | Outcome::PassedUnparsed))
+        || c.type_ != libc::SOCK_STREAM
+    {
         // SAFETY: handler is the server's own content handler.
         unsafe { handler(s) };
         return None;

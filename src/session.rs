@@ -68,7 +68,10 @@ pub fn cert_cn_copy(pool: *mut ngx_pool_t, cert: &PeerCertificate<'_>) -> ngx_st
     }
 }
 
-pub const EMPTY: ngx_str_t = ngx_str_t { len: 0, data: c"".as_ptr() as *mut u8 };
+pub const EMPTY: ngx_str_t = ngx_str_t {
+    len: 0,
+    data: c"".as_ptr() as *mut u8,
+};
 
 /// Copies `bytes` into `pool`.
 pub fn pool_copy(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
@@ -80,7 +83,10 @@ pub fn pool_copy(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
     let data = NonNull::new(unsafe { ngx_pnalloc(pool, bytes.len()) }.cast::<u8>())?;
     // SAFETY: data has room for bytes.len() bytes and cannot overlap bytes.
     unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data.as_ptr(), bytes.len()) };
-    Some(ngx_str_t { len: bytes.len(), data: data.as_ptr() })
+    Some(ngx_str_t {
+        len: bytes.len(),
+        data: data.as_ptr(),
+    })
 }
 
 /// The bytes of an `ngx_str_t`.

@@ -10,7 +10,12 @@ use ngx::ffi::{
     ngx_stream_handler_pt, ngx_stream_phases_NGX_STREAM_PREREAD_PHASE, ngx_stream_session_t,
 };
 
-/// Read access to a stream session's per-module slots.
+/// Access to a stream session's connection and per-module slots.
+///
+/// The objects behind these references belong to nginx, not to the session
+/// struct, and a worker runs one handler at a time; so a shared session
+/// reference may hand out mutable access to them.
+#[allow(clippy::mut_from_ref)]
 pub trait SessionExt {
     fn connection(&self) -> &mut ngx_connection_t;
     /// `ngx_stream_get_module_srv_conf(s, module)`.
@@ -60,10 +65,14 @@ impl SessionExt for ngx_stream_session_t {
 ///
 /// # Safety
 /// `cf` must be a configuration being parsed inside a `stream {}` block.
-pub unsafe fn core_main_conf(cf: *mut ngx_conf_t) -> Option<&'static mut ngx_stream_core_main_conf_t> {
+pub unsafe fn core_main_conf(
+    cf: *mut ngx_conf_t,
+) -> Option<&'static mut ngx_stream_core_main_conf_t> {
     let ctx = (*cf).ctx.cast::<ngx_stream_conf_ctx_t>();
     let index = (*core::ptr::addr_of!(ngx_stream_core_module)).ctx_index;
-    (*(*ctx).main_conf.add(index)).cast::<ngx_stream_core_main_conf_t>().as_mut()
+    (*(*ctx).main_conf.add(index))
+        .cast::<ngx_stream_core_main_conf_t>()
+        .as_mut()
 }
 
 /// `ngx_stream_conf_get_module_srv_conf(cscf, module)` for a server's core
@@ -75,7 +84,9 @@ pub unsafe fn server_module_conf<T>(
     cscf: &ngx_stream_core_srv_conf_t,
     module: &ngx_module_t,
 ) -> Option<&'static mut T> {
-    (*(*cscf.ctx).srv_conf.add(module.ctx_index)).cast::<T>().as_mut()
+    (*(*cscf.ctx).srv_conf.add(module.ctx_index))
+        .cast::<T>()
+        .as_mut()
 }
 
 /// Appends `handler` to the preread phase.

@@ -43,7 +43,8 @@ pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
     for (name, variable) in &VARIABLES {
         let mut name = static_str(name);
         // SAFETY: cf is the configuration being parsed; nginx copies the name.
-        let var = unsafe { ngx_stream_add_variable(cf, &mut name, NGX_STREAM_VAR_NOCACHEABLE as _) };
+        let var =
+            unsafe { ngx_stream_add_variable(cf, &mut name, NGX_STREAM_VAR_NOCACHEABLE as _) };
         // SAFETY: a non-null result is the variable nginx just registered.
         let Some(var) = (unsafe { var.as_mut() }) else {
             return NGX_ERROR;
@@ -100,5 +101,8 @@ fn protocol_level_text(level: ProtocolLevel) -> &'static str {
 }
 
 fn static_str(s: &'static str) -> ngx_str_t {
-    ngx_str_t { len: s.len(), data: s.as_ptr().cast_mut() }
+    ngx_str_t {
+        len: s.len(),
+        data: s.as_ptr().cast_mut(),
+    }
 }
