@@ -19,7 +19,8 @@ use crate::mqtt::{parse_connect, InvalidReason, Parsed, ProtocolLevel};
 use crate::policy::{check_client_id, ClientIdPolicy, RejectReason};
 use crate::session::{cert_cn_copy, pool_copy, str_bytes, Outcome, SessionCtx};
 use crate::stream::{
-    core_main_conf, push_preread_handler, server_module_conf, servers, SessionExt,
+    core_main_conf, prepend_log_handler, push_preread_handler, server_module_conf, servers,
+    SessionExt,
 };
 
 const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
@@ -51,11 +52,19 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
             cscf.handler = Some(content_gate);
         }
     }
-    // SAFETY: this is postconfiguration of a stream module.
-    if enabled_anywhere && !unsafe { push_preread_handler(cmcf, Some(preread_handler)) } {
-        return NGX_ERROR;
+    if !enabled_anywhere {
+        return NGX_OK;
     }
-    NGX_OK
+    // SAFETY: this is postconfiguration of a stream module.
+    let installed = unsafe {
+        push_preread_handler(cmcf, Some(preread_handler))
+            && prepend_log_handler(cmcf, Some(settle_undecided))
+    };
+    if installed {
+        NGX_OK
+    } else {
+        NGX_ERROR
+    }
 }
 
 /// The preread phase handler. A panic becomes a logged 500, never an unwind
@@ -253,6 +262,36 @@ fn discard_unread(c: &ngx_connection_t) {
             break;
         }
     }
+}
+
+/// Log phase, before the access log: a session that ends while its CONNECT is
+/// still incomplete was closed by nginx itself, when the client went away or
+/// `preread_timeout` expired, with status 200 and no call to the preread
+/// handler. Record it as the rejection it is.
+unsafe extern "C" fn settle_undecided(s: *mut ngx_stream_session_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live session being finalized.
+    let session = unsafe { &mut *s };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let Some(conf) = session.srv_conf::<MqttSrvConf>(module()) else {
+            return;
+        };
+        let Some(ctx) = session.module_ctx::<SessionCtx>(module()) else {
+            return;
+        };
+        if !conf.enabled() || ctx.outcome != Outcome::Pending {
+            return;
+        }
+        let status = reject(
+            session.connection(),
+            conf,
+            ctx,
+            RejectReason::Incomplete,
+            None,
+            0,
+        );
+        session.status = status as ngx_uint_t;
+    }));
+    NGX_OK
 }
 
 /// Stands in front of the server's content handler: only sessions the

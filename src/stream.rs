@@ -7,7 +7,8 @@ use core::ptr::NonNull;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_connection_t, ngx_module_t, ngx_stream_conf_ctx_t,
     ngx_stream_core_main_conf_t, ngx_stream_core_module, ngx_stream_core_srv_conf_t,
-    ngx_stream_handler_pt, ngx_stream_phases_NGX_STREAM_PREREAD_PHASE, ngx_stream_session_t,
+    ngx_stream_handler_pt, ngx_stream_phases_NGX_STREAM_LOG_PHASE,
+    ngx_stream_phases_NGX_STREAM_PREREAD_PHASE, ngx_stream_session_t,
 };
 
 /// Access to a stream session's connection and per-module slots.
@@ -103,6 +104,25 @@ pub unsafe fn push_preread_handler(
         return false;
     }
     slot.write(handler);
+    true
+}
+
+/// Puts `handler` first in the log phase, so it runs before the access log
+/// writes `$status` and the variables.
+///
+/// # Safety
+/// Must run in a stream module's postconfiguration.
+pub unsafe fn prepend_log_handler(
+    cmcf: &mut ngx_stream_core_main_conf_t,
+    handler: ngx_stream_handler_pt,
+) -> bool {
+    let handlers = &mut cmcf.phases[ngx_stream_phases_NGX_STREAM_LOG_PHASE as usize].handlers;
+    if ngx_array_push(handlers).is_null() {
+        return false;
+    }
+    let elts = handlers.elts.cast::<ngx_stream_handler_pt>();
+    core::ptr::copy(elts, elts.add(1), handlers.nelts - 1);
+    elts.write(handler);
     true
 }
 
