@@ -402,3 +402,25 @@ fn san_and_cn_or_san_modes() {
         "client_id_mismatch",
     );
 }
+
+#[test]
+fn reject_connack_off_closes_without_a_word() {
+    let d = Deployment::start(&[Listener::tls(
+        "quiet",
+        "optional",
+        "mqtt_client_id_match cn;\n    mqtt_reject_connack off;",
+    )]);
+    for version in [Version::V311, Version::V5] {
+        let (reply, local) = try_connect(d.port("quiet"), Some("thing001"), version, "thing002");
+        assert!(reply.is_closed(), "{version:?}: not closed: {reply:?}");
+        assert!(reply.bytes().is_empty(), "{version:?}: sent {reply:?}");
+        let e = d.nginx.wait_access_session(local);
+        assert_eq!(
+            (e.status.as_str(), e.reject_reason.as_str()),
+            ("403", "client_id_mismatch"),
+            "{e:?}"
+        );
+    }
+    // Still accepted when the ClientId is the CN.
+    assert_accepted(&d, "quiet", "thing001", Version::V311, "thing001");
+}

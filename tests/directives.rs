@@ -1,0 +1,99 @@
+//! Directive parsing and inheritance from `stream {}` into `server {}`.
+
+mod support;
+
+use std::process::Command;
+
+use support::nginx::{hashed_upstream, main_context, server, tls_directives};
+use support::{broker, free_port, pki, MqttCli, Nginx, Version};
+
+#[test]
+fn stream_level_directives_apply_to_every_server() {
+    let brokers = broker::three();
+    let (plain, tls) = (free_port(), free_port());
+    let pki = pki();
+    let body = format!(
+        "mqtt_preread on;\nmqtt_client_id_match cn;\n{upstream}{plain_server}{tls_server}",
+        upstream = hashed_upstream("brokers", &[&brokers[0], &brokers[1], &brokers[2]]),
+        // Plain TCP has no certificate: the inherited policy refuses everyone.
+        plain_server = server(&format!("127.0.0.1:{plain}"), "brokers", ""),
+        tls_server = server(
+            &format!("127.0.0.1:{tls} ssl"),
+            "brokers",
+            &tls_directives(pki, "optional")
+        ),
+    );
+    let nginx = Nginx::start(&body, &[plain, tls]);
+
+    let r = MqttCli::new(plain, Version::V311)
+        .id("thing001")
+        .publish("t", "m");
+    assert!(r.stderr.contains("not authorised"), "{r:?}");
+    let e = nginx.wait_access_for("thing001");
+    assert_eq!(
+        (e.status.as_str(), e.reject_reason.as_str()),
+        ("403", "no_certificate")
+    );
+
+    let r = MqttCli::new(tls, Version::V311)
+        .tls(pki, Some(pki.client("thing002")))
+        .id("thing002")
+        .publish("t", "m");
+    assert!(r.success(), "{r:?}");
+    let e = nginx.wait_access_for("thing002");
+    assert_eq!((e.status.as_str(), e.cert_cn.as_str()), ("200", "thing002"));
+}
+
+#[test]
+fn server_level_off_overrides_stream_level_on() {
+    let brokers = broker::three();
+    let port = free_port();
+    let body = format!(
+        "mqtt_preread on;\n{}{}",
+        hashed_upstream("brokers", &[&brokers[0], &brokers[1], &brokers[2]]),
+        server(&format!("127.0.0.1:{port}"), "brokers", "mqtt_preread off;")
+    );
+    let nginx = Nginx::start(&body, &[port]);
+    assert!(MqttCli::new(port, Version::V311)
+        .id("thing001")
+        .publish("t", "m")
+        .success());
+    let e = nginx.wait_access("the session", |e| e.status == "200");
+    // Without preread the variables are not found, logged as "-".
+    assert_eq!(
+        (e.client_id.as_str(), e.reject_reason.as_str()),
+        ("", ""),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_directive_values_fail_the_configuration_test() {
+    for (directive, complaint) in [
+        ("mqtt_client_id_match dn;", "invalid value \"dn\""),
+        ("mqtt_preread maybe;", "invalid value \"maybe\""),
+        ("mqtt_reject_malformed;", "invalid number of arguments"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("nginx.conf");
+        let text = format!(
+            "{}stream {{\n server {{ listen 127.0.0.1:{}; {directive} return x; }}\n}}\n",
+            main_context(dir.path()),
+            free_port()
+        );
+        std::fs::write(&conf, text).expect("write");
+        let out = Command::new(support::nginx_path())
+            .arg("-t")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .output()
+            .expect("nginx -t");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{directive} accepted");
+        assert!(stderr.contains(complaint), "{directive}: {stderr}");
+    }
+}
