@@ -27,7 +27,12 @@ const REASON_STRING: u8 = 0x1F;
 ///
 /// Returns 0 and writes nothing when `out` cannot hold the smallest CONNACK
 /// (4 bytes for 3.x, 5 for 5.0).
-pub fn encode_connack(level: ProtocolLevel, code: u8, reason_string: Option<&str>, out: &mut [u8]) -> usize {
+pub fn encode_connack(
+    level: ProtocolLevel,
+    code: u8,
+    reason_string: Option<&str>,
+    out: &mut [u8],
+) -> usize {
     let mut w = Writer { out, pos: 0 };
     match level {
         ProtocolLevel::V31 | ProtocolLevel::V311 => {
@@ -40,7 +45,9 @@ pub fn encode_connack(level: ProtocolLevel, code: u8, reason_string: Option<&str
             let reason = reason_string
                 .map(|s| fit_reason_string(s, w.room()))
                 .filter(|s| !s.is_empty());
-            let Some((remaining_len, total)) = v5_lengths(reason.map_or(0, str::len), reason.is_some()) else {
+            let Some((remaining_len, total)) =
+                v5_lengths(reason.map_or(0, str::len), reason.is_some())
+            else {
                 return 0;
             };
             if total > w.room() {
@@ -70,7 +77,11 @@ pub fn encode_connack(level: ProtocolLevel, code: u8, reason_string: Option<&str
 /// [`message`](InvalidReason::message) goes into the Reason String. Returns 0
 /// when the connection is to be closed without a CONNACK (or `out` is too
 /// small).
-pub fn encode_rejection(reason: InvalidReason, level: Option<ProtocolLevel>, out: &mut [u8]) -> usize {
+pub fn encode_rejection(
+    reason: InvalidReason,
+    level: Option<ProtocolLevel>,
+    out: &mut [u8],
+) -> usize {
     match reason.connack_code(level) {
         Some(code) => encode_connack(
             level.unwrap_or(ProtocolLevel::V311),
@@ -94,7 +105,9 @@ fn v5_lengths(string_len: usize, with_string: bool) -> Option<(usize, usize)> {
     let remaining_len = var_int_len(props_len)?
         .checked_add(2)?
         .checked_add(props_len)?;
-    let total = var_int_len(remaining_len)?.checked_add(1)?.checked_add(remaining_len)?;
+    let total = var_int_len(remaining_len)?
+        .checked_add(1)?
+        .checked_add(remaining_len)?;
     Some((remaining_len, total))
 }
 
@@ -105,7 +118,10 @@ fn fit_reason_string(s: &str, room: usize) -> &str {
     // Integers take one byte, and at most 4 more: start from the 8-byte
     // estimate and step back one character at a time until it fits (the
     // size only grows with the string, so the first fit is the longest).
-    let mut len = s.len().min(usize::from(u16::MAX)).min(room.saturating_sub(8));
+    let mut len = s
+        .len()
+        .min(usize::from(u16::MAX))
+        .min(room.saturating_sub(8));
     loop {
         while !s.is_char_boundary(len) {
             len = len.saturating_sub(1);

@@ -50,7 +50,8 @@ pub enum ProtocolLevel {
 
 impl ProtocolLevel {
     /// Every supported level, oldest first.
-    pub const ALL: [ProtocolLevel; 3] = [ProtocolLevel::V31, ProtocolLevel::V311, ProtocolLevel::V5];
+    pub const ALL: [ProtocolLevel; 3] =
+        [ProtocolLevel::V31, ProtocolLevel::V311, ProtocolLevel::V5];
 
     /// The protocol level byte as sent on the wire.
     pub const fn as_u8(self) -> u8 {
@@ -349,9 +350,13 @@ impl InvalidReason {
             InvalidReason::DuplicateProperty => "property included more than once",
             InvalidReason::ReceiveMaximumZero => "receive maximum is 0",
             InvalidReason::MaximumPacketSizeZero => "maximum packet size is 0",
-            InvalidReason::InvalidRequestFlag => "request problem/response information is not 0 or 1",
+            InvalidReason::InvalidRequestFlag => {
+                "request problem/response information is not 0 or 1"
+            }
             InvalidReason::InvalidPayloadFormat => "payload format indicator is not 0 or 1",
-            InvalidReason::AuthDataWithoutMethod => "authentication data without authentication method",
+            InvalidReason::AuthDataWithoutMethod => {
+                "authentication data without authentication method"
+            }
         }
     }
 
@@ -761,14 +766,25 @@ pub fn parse_connect(buf: &[u8], limit: usize) -> Parsed<'_> {
     let (header_len, remaining_len) = match fixed_header(buf) {
         Ok(header) => header,
         Err(Stop::Incomplete) => return Parsed::Incomplete { needed: None },
-        Err(Stop::Invalid(reason)) => return Parsed::Invalid { reason, level: None },
+        Err(Stop::Invalid(reason)) => {
+            return Parsed::Invalid {
+                reason,
+                level: None,
+            }
+        }
     };
     // At most 5 + 268_435_455, so this cannot overflow; checked all the same.
     let Some(packet_len) = header_len.checked_add(remaining_len) else {
-        return Parsed::Invalid { reason: InvalidReason::TooLarge, level: None };
+        return Parsed::Invalid {
+            reason: InvalidReason::TooLarge,
+            level: None,
+        };
     };
     if packet_len > limit {
-        return Parsed::Invalid { reason: InvalidReason::TooLarge, level: None };
+        return Parsed::Invalid {
+            reason: InvalidReason::TooLarge,
+            level: None,
+        };
     }
 
     // The part of the variable header and payload received so far; the bytes
@@ -789,7 +805,12 @@ pub fn parse_connect(buf: &[u8], limit: usize) -> Parsed<'_> {
     let level = match protocol(&mut reader) {
         Ok(level) => level,
         Err(Stop::Incomplete) => return incomplete,
-        Err(Stop::Invalid(reason)) => return Parsed::Invalid { reason, level: None },
+        Err(Stop::Invalid(reason)) => {
+            return Parsed::Invalid {
+                reason,
+                level: None,
+            }
+        }
     };
     match connect_body(&mut reader, level, packet_len) {
         Ok(connect) => Parsed::Connect(connect),
@@ -886,7 +907,10 @@ fn connect_body<'a>(
 
     let is_v5 = level == ProtocolLevel::V5;
     let properties = if is_v5 {
-        reader.properties(property_id::CONNECT_ALLOWED, InvalidReason::UnknownConnectProperty)?
+        reader.properties(
+            property_id::CONNECT_ALLOWED,
+            InvalidReason::UnknownConnectProperty,
+        )?
     } else {
         Properties::EMPTY
     };
@@ -907,7 +931,10 @@ fn connect_body<'a>(
 
     let (will_properties, will_topic) = if flags.will() {
         let will_properties = if is_v5 {
-            reader.properties(property_id::WILL_ALLOWED, InvalidReason::UnknownWillProperty)?
+            reader.properties(
+                property_id::WILL_ALLOWED,
+                InvalidReason::UnknownWillProperty,
+            )?
         } else {
             Properties::EMPTY
         };
@@ -1059,8 +1086,10 @@ impl<'a> Reader<'a> {
     fn utf8(&mut self) -> Result<&'a str, Stop> {
         let bytes = self.binary()?;
         let s = core::str::from_utf8(bytes).map_err(|_| InvalidReason::InvalidUtf8)?;
-        // In well-formed UTF-8 a zero byte can only be U+0000.
-        if bytes.contains(&0) {
+        // In well-formed UTF-8 a zero byte can only be U+0000. A branch-free
+        // fold rather than `contains`: the strings are short, and this
+        // compiles to a few vector compares instead of a byte loop.
+        if bytes.iter().fold(false, |nul, &b| nul | (b == 0)) {
             return Err(InvalidReason::NullCharacter.into());
         }
         Ok(s)
@@ -1126,7 +1155,8 @@ impl<'a> Reader<'a> {
             let violation = match property {
                 Property::ReceiveMaximum(0) => Some(InvalidReason::ReceiveMaximumZero),
                 Property::MaximumPacketSize(0) => Some(InvalidReason::MaximumPacketSizeZero),
-                Property::RequestProblemInformation(v) | Property::RequestResponseInformation(v)
+                Property::RequestProblemInformation(v)
+                | Property::RequestResponseInformation(v)
                     if v > 1 =>
                 {
                     Some(InvalidReason::InvalidRequestFlag)

@@ -198,7 +198,11 @@ impl<'a> ConnectBuilder<'a> {
     pub fn encode_body(&self) -> Vec<u8> {
         let is_v5 = self.level == ProtocolLevel::V5;
         let mut out = Vec::with_capacity(64);
-        put_binary(&mut out, self.protocol_name.unwrap_or(self.level.protocol_name().as_bytes()));
+        put_binary(
+            &mut out,
+            self.protocol_name
+                .unwrap_or(self.level.protocol_name().as_bytes()),
+        );
         out.push(self.protocol_level.unwrap_or(self.level.as_u8()));
         out.push(self.flags());
         out.extend_from_slice(&self.keep_alive.to_be_bytes());

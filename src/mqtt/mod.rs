@@ -23,7 +23,8 @@ pub mod connect;
 pub mod encode;
 
 pub use connect::{
-    parse_connect, Connect, ConnectFlags, InvalidReason, Parsed, Properties, Property, ProtocolLevel,
+    parse_connect, Connect, ConnectFlags, InvalidReason, Parsed, Properties, Property,
+    ProtocolLevel,
 };
 
 #[cfg(test)]

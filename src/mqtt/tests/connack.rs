@@ -63,7 +63,10 @@ fn v5_connack_with_reason_string() {
     );
     let ack = rumqttc_v5(&out[..n]);
     assert_eq!(ack.code, rv5::ConnectReturnCode::ClientIdentifierNotValid);
-    assert_eq!(ack.properties.unwrap().reason_string.as_deref(), Some("bad"));
+    assert_eq!(
+        ack.properties.unwrap().reason_string.as_deref(),
+        Some("bad")
+    );
 }
 
 #[test]
@@ -72,11 +75,25 @@ fn reason_string_is_cut_to_fit_on_a_char_boundary() {
     let mut out = [0u8; 10];
     let n = encode_connack(ProtocolLevel::V5, 0x81, Some("bad"), &mut out);
     assert_eq!(n, 10);
-    assert_eq!(rumqttc_v5(&out[..n]).properties.unwrap().reason_string.as_deref(), Some("ba"));
+    assert_eq!(
+        rumqttc_v5(&out[..n])
+            .properties
+            .unwrap()
+            .reason_string
+            .as_deref(),
+        Some("ba")
+    );
     // "é" is two bytes: the cut falls before it.
     let n = encode_connack(ProtocolLevel::V5, 0x81, Some("hé"), &mut out);
     assert_eq!(n, 9);
-    assert_eq!(rumqttc_v5(&out[..n]).properties.unwrap().reason_string.as_deref(), Some("h"));
+    assert_eq!(
+        rumqttc_v5(&out[..n])
+            .properties
+            .unwrap()
+            .reason_string
+            .as_deref(),
+        Some("h")
+    );
     // Room for the framing only: no property.
     let mut out = [0u8; 8];
     let n = encode_connack(ProtocolLevel::V5, 0x81, Some("bad"), &mut out);
@@ -98,19 +115,28 @@ fn v5_size(len: usize) -> usize {
 #[test]
 fn long_reason_strings_fit_the_buffer() {
     let long = "é".repeat(20_000) + "x";
-    for size in [5, 8, 9, 127, 128, 129, 130, 131, 200, 16_388, 40_000, 70_000] {
+    for size in [
+        5, 8, 9, 127, 128, 129, 130, 131, 200, 16_388, 40_000, 70_000,
+    ] {
         let mut out = vec![0u8; size];
         let n = encode_connack(ProtocolLevel::V5, 0x95, Some(&long), &mut out);
         assert!(n <= size && n >= 5, "size {size}: wrote {n}");
         let ack = rumqttc_v5(&out[..n]);
         assert_eq!(ack.code, rv5::ConnectReturnCode::PacketTooLarge);
-        let reason = ack.properties.and_then(|p| p.reason_string).unwrap_or_default();
+        let reason = ack
+            .properties
+            .and_then(|p| p.reason_string)
+            .unwrap_or_default();
         assert!(long.starts_with(&reason));
         // The cut is tight: one more character would not have fitted (or
         // the string is at the 65 535-byte cap of a string).
         if let Some(next) = long[reason.len()..].chars().next() {
             let next = next.len_utf8();
-            assert!(v5_size(reason.len() + next) > size, "size {size}: {} bytes", reason.len());
+            assert!(
+                v5_size(reason.len() + next) > size,
+                "size {size}: {} bytes",
+                reason.len()
+            );
         } else {
             assert_eq!(reason, long);
         }
@@ -126,7 +152,10 @@ fn too_small_buffers_get_nothing() {
     assert_eq!(encode_connack(ProtocolLevel::V5, 0x81, None, &mut out), 0);
     let mut out = [0u8; 3];
     assert_eq!(encode_connack(ProtocolLevel::V311, 0x01, None, &mut out), 0);
-    assert_eq!(encode_connack(ProtocolLevel::V5, 0x81, Some("x"), &mut []), 0);
+    assert_eq!(
+        encode_connack(ProtocolLevel::V5, 0x81, Some("x"), &mut []),
+        0
+    );
 }
 
 /// The CONNACK code for every reason under every level, spelled out.
@@ -140,7 +169,10 @@ fn connack_code_table() {
         (NonMinimalVarInt, [None, None, None, Some(0x81)]),
         (TooLarge, [None, None, None, Some(0x95)]),
         (ProtocolName, [None, None, None, Some(0x81)]),
-        (UnsupportedProtocolLevel, [Some(0x01), Some(0x01), Some(0x01), Some(0x84)]),
+        (
+            UnsupportedProtocolLevel,
+            [Some(0x01), Some(0x01), Some(0x01), Some(0x84)],
+        ),
         (ReservedFlag, [None, None, None, Some(0x81)]),
         (WillQos, [None, None, None, Some(0x81)]),
         (WillFlagsWithoutWill, [None, None, None, Some(0x81)]),
@@ -150,7 +182,10 @@ fn connack_code_table() {
         (InvalidUtf8, [None, None, None, Some(0x81)]),
         (NullCharacter, [None, None, None, Some(0x81)]),
         (EmptyClientId, [None, Some(0x02), Some(0x02), Some(0x85)]),
-        (EmptyClientIdWithoutCleanSession, [None, Some(0x02), Some(0x02), Some(0x85)]),
+        (
+            EmptyClientIdWithoutCleanSession,
+            [None, Some(0x02), Some(0x02), Some(0x85)],
+        ),
         (InvalidWillTopic, [None, None, None, Some(0x90)]),
         (PropertyLengthTooLong, [None, None, None, Some(0x81)]),
         (PropertyLengthOutOfBounds, [None, None, None, Some(0x81)]),
@@ -167,7 +202,12 @@ fn connack_code_table() {
     assert_eq!(table.len(), InvalidReason::ALL.len());
     for reason in InvalidReason::ALL {
         let (_, codes) = table.iter().find(|(r, _)| r == reason).expect("row");
-        let levels = [None, Some(ProtocolLevel::V31), Some(ProtocolLevel::V311), Some(ProtocolLevel::V5)];
+        let levels = [
+            None,
+            Some(ProtocolLevel::V31),
+            Some(ProtocolLevel::V311),
+            Some(ProtocolLevel::V5),
+        ];
         for (level, code) in levels.into_iter().zip(codes) {
             assert_eq!(reason.connack_code(level), *code, "{reason:?} at {level:?}");
         }
@@ -180,19 +220,37 @@ fn rejection_connacks() {
     // Unknown version: the 3.1.1 format, "unacceptable protocol version".
     let n = encode_rejection(InvalidReason::UnsupportedProtocolLevel, None, &mut out);
     assert_eq!(&out[..n], [0x20, 0x02, 0x00, 0x01]);
-    assert_eq!(rumqttc_v4(&out[..n]).code, rv4::ConnectReturnCode::RefusedProtocolVersion);
+    assert_eq!(
+        rumqttc_v4(&out[..n]).code,
+        rv4::ConnectReturnCode::RefusedProtocolVersion
+    );
     // Not MQTT: close without a CONNACK.
-    assert_eq!(encode_rejection(InvalidReason::NotConnect, None, &mut out), 0);
+    assert_eq!(
+        encode_rejection(InvalidReason::NotConnect, None, &mut out),
+        0
+    );
     // Malformed 3.1.1: close.
     assert_eq!(
-        encode_rejection(InvalidReason::Truncated, Some(ProtocolLevel::V311), &mut out),
+        encode_rejection(
+            InvalidReason::Truncated,
+            Some(ProtocolLevel::V311),
+            &mut out
+        ),
         0
     );
     // Identifier rejected, 3.1.
-    let n = encode_rejection(InvalidReason::EmptyClientId, Some(ProtocolLevel::V31), &mut out);
+    let n = encode_rejection(
+        InvalidReason::EmptyClientId,
+        Some(ProtocolLevel::V31),
+        &mut out,
+    );
     assert_eq!(&out[..n], [0x20, 0x02, 0x00, 0x02]);
     // MQTT 5: reason code and the message as reason string.
-    let n = encode_rejection(InvalidReason::ReceiveMaximumZero, Some(ProtocolLevel::V5), &mut out);
+    let n = encode_rejection(
+        InvalidReason::ReceiveMaximumZero,
+        Some(ProtocolLevel::V5),
+        &mut out,
+    );
     let ack = rumqttc_v5(&out[..n]);
     assert_eq!(ack.code, rv5::ConnectReturnCode::ProtocolError);
     assert_eq!(
@@ -208,6 +266,23 @@ fn messages_fit_max_connack_len() {
         let mut out = [0u8; MAX_CONNACK_LEN];
         let n = encode_connack(ProtocolLevel::V5, 0x81, Some(reason.message()), &mut out);
         let ack = rumqttc_v5(&out[..n]);
-        assert_eq!(ack.properties.unwrap().reason_string.as_deref(), Some(reason.message()));
+        assert_eq!(
+            ack.properties.unwrap().reason_string.as_deref(),
+            Some(reason.message())
+        );
     }
+}
+
+#[test]
+fn reason_string_capped_at_two_byte_length() {
+    let long = "a".repeat(70_000);
+    let mut out = vec![0u8; 80_000];
+    let n = encode_connack(ProtocolLevel::V5, 0x81, Some(&long), &mut out);
+    assert_eq!(n, v5_size(65_535));
+    let reason = rumqttc_v5(&out[..n])
+        .properties
+        .unwrap()
+        .reason_string
+        .unwrap();
+    assert_eq!(reason.len(), 65_535);
 }

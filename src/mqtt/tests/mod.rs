@@ -11,6 +11,7 @@
 
 mod connack;
 mod props;
+mod seeds;
 mod vectors;
 
 use super::{parse_connect, Connect, Parsed};
@@ -45,7 +46,10 @@ fn assert_prefix_consistent(bytes: &[u8], limit: usize) {
                 assert!(needed != Some(0));
             }
             _ => {
-                assert_eq!(r, full, "prefix {n} of {bytes:02x?} disagrees with the whole");
+                assert_eq!(
+                    r, full,
+                    "prefix {n} of {bytes:02x?} disagrees with the whole"
+                );
                 decided = Some(r);
             }
         }

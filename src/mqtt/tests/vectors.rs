@@ -86,7 +86,8 @@ const V5_FULL: &[u8] = &[
     0x1B, // will property length 27
     0x18, 0x00, 0x00, 0x00, 0x05, //   will delay interval 5
     0x01, 0x01, //   payload format indicator 1 (UTF-8)
-    0x03, 0x00, 0x0A, b't', b'e', b'x', b't', b'/', b'p', b'l', b'a', b'i', b'n', //   content type
+    0x03, 0x00, 0x0A, b't', b'e', b'x', b't', b'/', b'p', b'l', b'a', b'i',
+    b'n', //   content type
     0x26, 0x00, 0x01, b'a', 0x00, 0x01, b'b', //   user property a=b
     0x00, 0x03, b't', b'/', b'w', // will topic "t/w"
     0x00, 0x02, b'h', b'i', // will payload "hi"
@@ -186,7 +187,10 @@ fn v5_properties() {
     assert_eq!(c.properties.maximum_packet_size(), Some(4096));
     assert_eq!(c.properties.topic_alias_maximum(), None);
     assert_eq!(c.properties.authentication_method(), None);
-    assert_eq!(c.properties.user_properties().collect::<Vec<_>>(), [("k", "v")]);
+    assert_eq!(
+        c.properties.user_properties().collect::<Vec<_>>(),
+        [("k", "v")]
+    );
     assert_eq!(
         c.properties.iter().collect::<Vec<_>>(),
         [
@@ -213,7 +217,10 @@ fn v5_full() {
     assert_eq!(c.will_properties.will_delay_interval(), Some(5));
     assert_eq!(c.will_properties.payload_format_indicator(), Some(1));
     assert_eq!(c.will_properties.content_type(), Some("text/plain"));
-    assert_eq!(c.will_properties.user_properties().collect::<Vec<_>>(), [("a", "b")]);
+    assert_eq!(
+        c.will_properties.user_properties().collect::<Vec<_>>(),
+        [("a", "b")]
+    );
     assert_eq!(c.username, Some("user"));
     assert!(c.password_present);
     assert_eq!(c.packet_len, 66);
@@ -273,8 +280,14 @@ fn long_client_id_every_version() {
 /// The encoder reproduces the hand-written vectors byte for byte.
 #[test]
 fn encoder_matches_hand_vectors() {
-    assert_eq!(ConnectBuilder::new(ProtocolLevel::V311, b"abc").encode(), V311_MINIMAL);
-    assert_eq!(ConnectBuilder::new(ProtocolLevel::V31, b"abc").encode(), V31_MINIMAL);
+    assert_eq!(
+        ConnectBuilder::new(ProtocolLevel::V311, b"abc").encode(),
+        V311_MINIMAL
+    );
+    assert_eq!(
+        ConnectBuilder::new(ProtocolLevel::V31, b"abc").encode(),
+        V31_MINIMAL
+    );
     assert_eq!(
         ConnectBuilder::new(ProtocolLevel::V31, b"abc")
             .keep_alive(0)
@@ -320,9 +333,14 @@ fn encoder_matches_hand_vectors() {
             .encode(),
         V5_FULL
     );
-    assert_eq!(ConnectBuilder::new(ProtocolLevel::V311, b"").encode(), V311_EMPTY_ID);
     assert_eq!(
-        ConnectBuilder::new(ProtocolLevel::V5, b"").clean_session(false).encode(),
+        ConnectBuilder::new(ProtocolLevel::V311, b"").encode(),
+        V311_EMPTY_ID
+    );
+    assert_eq!(
+        ConnectBuilder::new(ProtocolLevel::V5, b"")
+            .clean_session(false)
+            .encode(),
         V5_EMPTY_ID
     );
 }
@@ -367,7 +385,11 @@ fn every_username_password_will_combination() {
             assert_eq!(c.password_present, pass);
             assert_eq!(c.will_topic, will.then_some("will/topic"));
             assert_eq!(c.flags.will_qos(), if will { 1 } else { 0 });
-            let expiry = if will && level == ProtocolLevel::V5 { Some(60) } else { None };
+            let expiry = if will && level == ProtocolLevel::V5 {
+                Some(60)
+            } else {
+                None
+            };
             assert_eq!(c.will_properties.message_expiry_interval(), expiry);
             assert_eq!(c.packet_len, bytes.len());
         }
@@ -392,22 +414,37 @@ fn incomplete_reports_missing_bytes() {
     assert_eq!(parse(&[]), Parsed::Incomplete { needed: None });
     assert_eq!(parse(&[0x10]), Parsed::Incomplete { needed: None });
     assert_eq!(parse(&[0x10, 0x80]), Parsed::Incomplete { needed: None });
-    assert_eq!(parse(&V311_MINIMAL[..2]), Parsed::Incomplete { needed: Some(15) });
-    assert_eq!(parse(&V311_MINIMAL[..16]), Parsed::Incomplete { needed: Some(1) });
+    assert_eq!(
+        parse(&V311_MINIMAL[..2]),
+        Parsed::Incomplete { needed: Some(15) }
+    );
+    assert_eq!(
+        parse(&V311_MINIMAL[..16]),
+        Parsed::Incomplete { needed: Some(1) }
+    );
 }
 
 #[test]
 fn limit_is_inclusive() {
     let len = V311_MINIMAL.len();
-    assert!(matches!(parse_connect(V311_MINIMAL, len), Parsed::Connect(_)));
+    assert!(matches!(
+        parse_connect(V311_MINIMAL, len),
+        Parsed::Connect(_)
+    ));
     assert_eq!(
         parse_connect(V311_MINIMAL, len - 1),
-        Parsed::Invalid { reason: InvalidReason::TooLarge, level: None }
+        Parsed::Invalid {
+            reason: InvalidReason::TooLarge,
+            level: None
+        }
     );
     // Rejected from the fixed header alone.
     assert_eq!(
         parse_connect(&V311_MINIMAL[..2], len - 1),
-        Parsed::Invalid { reason: InvalidReason::TooLarge, level: None }
+        Parsed::Invalid {
+            reason: InvalidReason::TooLarge,
+            level: None
+        }
     );
 }
 
@@ -423,7 +460,10 @@ fn user_property_may_repeat() {
         .property(0x22, PropValue::U16(0))
         .encode();
     let c = connect_of(&bytes);
-    assert_eq!(c.properties.user_properties().collect::<Vec<_>>(), [("k", "1"), ("k", "2")]);
+    assert_eq!(
+        c.properties.user_properties().collect::<Vec<_>>(),
+        [("k", "1"), ("k", "2")]
+    );
     assert_eq!(c.properties.authentication_method(), Some("SCRAM-SHA-1"));
     assert!(c.properties.has_authentication_data());
     assert_eq!(c.properties.request_problem_information(), Some(0));
@@ -456,7 +496,10 @@ fn connect_flags_accessors() {
     let f = ConnectFlags::from_bits(0x00);
     assert!(!(f.username() || f.password() || f.will_retain() || f.will() || f.clean_session()));
     assert_eq!(f.will_qos(), 0);
-    assert_eq!(format!("{:?}", ConnectFlags::from_bits(0xC2)), "ConnectFlags(0xc2 username password clean_session)");
+    assert_eq!(
+        format!("{:?}", ConnectFlags::from_bits(0xC2)),
+        "ConnectFlags(0xc2 username password clean_session)"
+    );
 }
 
 #[test]
@@ -472,7 +515,13 @@ fn protocol_level_accessors() {
 // ---------------------------------------------------------------------------
 
 /// (description, bytes, limit, expected reason, expected level)
-type InvalidVector = (&'static str, &'static [u8], usize, InvalidReason, Option<ProtocolLevel>);
+type InvalidVector = (
+    &'static str,
+    &'static [u8],
+    usize,
+    InvalidReason,
+    Option<ProtocolLevel>,
+);
 
 const V311: Option<ProtocolLevel> = Some(ProtocolLevel::V311);
 const V31: Option<ProtocolLevel> = Some(ProtocolLevel::V31);
@@ -810,7 +859,10 @@ fn foreign_protocols_rejected_on_first_byte() {
     for first in [b'G', b'P', 0x16, 0x00, 0xFF, 0x20, 0x30, 0x82, 0xC0, 0xE0] {
         assert_eq!(
             parse(&[first]),
-            Parsed::Invalid { reason: InvalidReason::NotConnect, level: None },
+            Parsed::Invalid {
+                reason: InvalidReason::NotConnect,
+                level: None
+            },
             "{first:#04x}"
         );
     }
@@ -826,13 +878,19 @@ fn bad_protocol_name_rejected_early() {
     ];
     assert_eq!(
         parse(prefix),
-        Parsed::Invalid { reason: InvalidReason::ProtocolName, level: None }
+        Parsed::Invalid {
+            reason: InvalidReason::ProtocolName,
+            level: None
+        }
     );
 }
 
 #[test]
 fn messages_and_tokens() {
-    assert_eq!(InvalidReason::NotConnect.message(), "first byte is not a CONNECT (0x10)");
+    assert_eq!(
+        InvalidReason::NotConnect.message(),
+        "first byte is not a CONNECT (0x10)"
+    );
     for reason in InvalidReason::ALL {
         let message = reason.message();
         assert!(!message.is_empty() && message.len() < 80, "{reason:?}");

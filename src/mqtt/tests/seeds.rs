@@ -1,0 +1,151 @@
+//! Writes the fuzzing seed corpus from the encoder:
+//!
+//! ```text
+//! cargo test --no-default-features --lib -- --ignored write_fuzz_seeds
+//! ```
+//!
+//! Each seed is a fuzz input: a limit byte (0xFF: no limit), a fragment
+//! count and fragment sizes, then the stream (see
+//! `fuzz/fuzz_targets/parse_connect.rs`).
+
+use std::path::Path;
+
+use crate::mqtt::connect::property_id as id;
+use crate::mqtt::encode::{typical_v5_properties, ConnectBuilder, PropValue, Will};
+use crate::mqtt::ProtocolLevel;
+
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let v311 = ConnectBuilder::new(ProtocolLevel::V311, b"sensor-1");
+    let mut will = Will::new(b"status/sensor-1", b"offline");
+    will.qos = 1;
+    will.retain = true;
+    let mut will_v5 = will.clone();
+    will_v5.properties = vec![
+        (id::WILL_DELAY_INTERVAL, PropValue::U32(30)),
+        (id::PAYLOAD_FORMAT_INDICATOR, PropValue::Byte(1)),
+        (id::CONTENT_TYPE, PropValue::Str(b"text/plain")),
+        (id::RESPONSE_TOPIC, PropValue::Str(b"reply/to")),
+        (id::CORRELATION_DATA, PropValue::Bin(b"\x01\x02")),
+        (id::MESSAGE_EXPIRY_INTERVAL, PropValue::U32(60)),
+        (id::USER_PROPERTY, PropValue::Pair(b"k", b"v")),
+    ];
+    let long_id = [b'x'; 200];
+    let mut pipelined = v311.encode();
+    pipelined.extend_from_slice(&[0x30, 0x05, 0x00, 0x01, b't', b'h', b'i']);
+    vec![
+        ("v311_minimal", v311.encode()),
+        (
+            "v311_user_pass",
+            v311.clone().username(b"alice").password(b"pw").encode(),
+        ),
+        (
+            "v311_will",
+            v311.clone().will(will.clone()).username(b"u").encode(),
+        ),
+        (
+            "v311_empty_id",
+            ConnectBuilder::new(ProtocolLevel::V311, b"").encode(),
+        ),
+        (
+            "v311_long_id",
+            ConnectBuilder::new(ProtocolLevel::V311, &long_id).encode(),
+        ),
+        ("v311_pipelined", pipelined),
+        (
+            "v31_minimal",
+            ConnectBuilder::new(ProtocolLevel::V31, b"legacy").encode(),
+        ),
+        (
+            "v31_user",
+            ConnectBuilder::new(ProtocolLevel::V31, b"legacy")
+                .username(b"u")
+                .encode(),
+        ),
+        (
+            "v5_minimal",
+            ConnectBuilder::new(ProtocolLevel::V5, b"").encode(),
+        ),
+        (
+            "v5_properties",
+            ConnectBuilder {
+                properties: typical_v5_properties(&[(b"region", b"eu"), (b"fw", b"2.1")]),
+                ..ConnectBuilder::new(ProtocolLevel::V5, b"sensor-5")
+            }
+            .encode(),
+        ),
+        (
+            "v5_auth",
+            ConnectBuilder::new(ProtocolLevel::V5, b"a")
+                .property(id::AUTHENTICATION_METHOD, PropValue::Str(b"SCRAM-SHA-256"))
+                .property(id::AUTHENTICATION_DATA, PropValue::Bin(b"\x00\x01"))
+                .property(id::REQUEST_RESPONSE_INFORMATION, PropValue::Byte(1))
+                .encode(),
+        ),
+        (
+            "v5_full",
+            ConnectBuilder::new(ProtocolLevel::V5, b"c1")
+                .will(will_v5)
+                .password(b"only-password")
+                .encode(),
+        ),
+        (
+            "v5_duplicate_property",
+            ConnectBuilder::new(ProtocolLevel::V5, b"a")
+                .property(id::RECEIVE_MAXIMUM, PropValue::U16(1))
+                .property(id::RECEIVE_MAXIMUM, PropValue::U16(1))
+                .encode(),
+        ),
+        (
+            "v6_unsupported",
+            ConnectBuilder {
+                protocol_level: Some(6),
+                ..ConnectBuilder::new(ProtocolLevel::V5, b"a")
+            }
+            .encode(),
+        ),
+        ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (
+            "tls_client_hello",
+            vec![0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x03],
+        ),
+    ]
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/parse_connect; run by hand"]
+fn write_fuzz_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_connect");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, packet) in seeds() {
+        // No limit, whole stream in one piece.
+        let mut input = vec![0xFF, 0x00];
+        input.extend_from_slice(&packet);
+        std::fs::write(dir.join(name), &input).unwrap();
+        // Limit 4096, delivered in fragments of 1, 2, 3 and 5 bytes.
+        let mut input = vec![127, 4, 1, 2, 3, 5];
+        input.extend_from_slice(&packet);
+        std::fs::write(dir.join(format!("{name}_fragmented")), &input).unwrap();
+    }
+}
+
+/// The seeds are what their names say.
+#[test]
+fn seeds_parse_as_named() {
+    use crate::mqtt::{parse_connect, InvalidReason, Parsed};
+    for (name, packet) in seeds() {
+        let r = parse_connect(&packet, usize::MAX);
+        let expected_invalid = match name {
+            "v5_duplicate_property" => Some(InvalidReason::DuplicateProperty),
+            "v6_unsupported" => Some(InvalidReason::UnsupportedProtocolLevel),
+            "http" | "tls_client_hello" => Some(InvalidReason::NotConnect),
+            _ => None,
+        };
+        match expected_invalid {
+            Some(reason) => assert!(
+                matches!(r, Parsed::Invalid { reason: r, .. } if r == reason),
+                "{name}: {r:?}"
+            ),
+            None => assert!(matches!(r, Parsed::Connect(_)), "{name}: {r:?}"),
+        }
+    }
+}
