@@ -1,7 +1,7 @@
-//! Writes the fuzzing seed corpus from the encoder:
+//! Writes the fuzzing seed corpora from the encoder:
 //!
 //! ```text
-//! cargo test --no-default-features --lib -- --ignored write_fuzz_seeds
+//! cargo test --no-default-features --lib -- --ignored write_fuzz_seeds write_decide_seeds
 //! ```
 //!
 //! Each seed is a fuzz input: a limit byte (0xFF: no limit), a fragment
@@ -125,6 +125,35 @@ fn write_fuzz_seeds() {
         let mut input = vec![127, 4, 1, 2, 3, 5];
         input.extend_from_slice(&packet);
         std::fs::write(dir.join(format!("{name}_fragmented")), &input).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/decide; run by hand"]
+fn write_decide_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decide");
+    std::fs::create_dir_all(&dir).unwrap();
+    // ClientIds the committed certificates carry (fuzz/certs), and one they don't.
+    let ids: [&[u8]; 5] = [
+        b"thing001",
+        b"urn:dev:thing001",
+        b"twin-a",
+        "ger\u{e4}t-9".as_bytes(),
+        b"intruder",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        for level in ProtocolLevel::ALL {
+            let packet = ConnectBuilder::new(level, id).encode();
+            // Every policy against every committed certificate (choices 3-5).
+            for cert in 3u8..=5 {
+                for policy in 0u8..4 {
+                    let mut input = vec![cert << 2 | policy];
+                    input.extend_from_slice(&packet);
+                    let name = format!("id{i}_v{}_cert{cert}_policy{policy}", level.as_u8());
+                    std::fs::write(dir.join(name), &input).unwrap();
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,136 @@
+//! Fuzzes the accept/reject decision: a CONNECT from the fuzzer, checked
+//! against a client certificate under each `mqtt_client_id_match` policy.
+//!
+//! Input layout:
+//! * byte 0: bits 0-1 pick the policy (off, cn, san, cn_or_san); bits 2-4
+//!   pick the certificate: absent, unverified, unreadable, one of the three
+//!   committed certificates in `certs/` (3-5), or (6-7) the fuzzer's own
+//!   DER, which then takes `byte 1` bytes of the input;
+//! * the rest: the first bytes of the stream.
+//!
+//! Checked: no panic, in the certificate parser included; a device is let in
+//! under a policy only with a verified certificate that names its ClientId,
+//! byte for byte, in the field the policy reads; every refusal has a status,
+//! a token and a CONNACK that fits.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ngx_stream_mqtt_preread_module::identity::PeerIdentity;
+use ngx_stream_mqtt_preread_module::mqtt::connack::{encode_connack, MAX_CONNACK_LEN};
+use ngx_stream_mqtt_preread_module::mqtt::{parse_connect, Parsed, ProtocolLevel};
+use ngx_stream_mqtt_preread_module::policy::{
+    check_client_id, ClientIdPolicy, PeerCertificate, RejectReason,
+};
+
+/// A committed certificate and the identities it carries.
+struct KnownCert {
+    der: &'static [u8],
+    common_names: &'static [&'static str],
+    san: &'static [&'static str],
+}
+
+const CERTS: [KnownCert; 3] = [
+    KnownCert {
+        der: include_bytes!("../certs/cn-and-san.der"),
+        common_names: &["thing001"],
+        san: &[
+            "thing001.example",
+            "urn:dev:thing001",
+            "thing001@example.com",
+        ],
+    },
+    KnownCert {
+        der: include_bytes!("../certs/two-cns.der"),
+        common_names: &["twin-a", "twin-b"],
+        san: &[],
+    },
+    KnownCert {
+        der: include_bytes!("../certs/utf8-cn.der"),
+        common_names: &["gerät-9"],
+        san: &[],
+    },
+];
+
+const POLICIES: [ClientIdPolicy; 4] = [
+    ClientIdPolicy::Off,
+    ClientIdPolicy::Cn,
+    ClientIdPolicy::San,
+    ClientIdPolicy::CnOrSan,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let [selector, rest @ ..] = data else {
+        return;
+    };
+    let policy = POLICIES[usize::from(selector & 0b11)];
+    let cert_choice = (selector >> 2) & 0b111;
+
+    let (fuzzed_der, stream) = match (cert_choice, rest) {
+        (6..=7, [len, rest @ ..]) => rest.split_at(usize::from(*len).min(rest.len())),
+        _ => (&[][..], rest),
+    };
+    let known = CERTS.get(usize::from(cert_choice).wrapping_sub(3));
+    let cert = match (cert_choice, known) {
+        (0, _) => PeerCertificate::Absent,
+        (1, _) => PeerCertificate::Unverified,
+        (2, _) => PeerCertificate::Unreadable,
+        (_, Some(known)) => verified(known.der),
+        _ => verified(fuzzed_der),
+    };
+
+    let (client_id, level) = match parse_connect(stream, 16 * 1024) {
+        Parsed::Connect(connect) => (connect.client_id, connect.level),
+        Parsed::Invalid { reason, level } => {
+            check_refusal(RejectReason::Invalid(reason), level);
+            return;
+        }
+        Parsed::Incomplete { .. } => return,
+    };
+
+    match check_client_id(policy, client_id, &cert) {
+        Ok(()) if policy == ClientIdPolicy::Off => {}
+        Ok(()) => {
+            assert!(
+                matches!(cert, PeerCertificate::Verified(_)),
+                "let in without a verified certificate"
+            );
+            assert!(!client_id.is_empty(), "let in with an empty ClientId");
+            if let Some(known) = known {
+                let by_cn = known.common_names == [client_id];
+                let by_san = known.san.contains(&client_id);
+                let allowed = match policy {
+                    ClientIdPolicy::Cn => by_cn,
+                    ClientIdPolicy::San => by_san,
+                    _ => by_cn || by_san,
+                };
+                assert!(allowed, "{client_id:?} let in under {policy:?}");
+            }
+        }
+        Err(reason) => {
+            assert!(!matches!(
+                reason,
+                RejectReason::Invalid(_) | RejectReason::Incomplete
+            ));
+            check_refusal(reason, Some(level));
+        }
+    }
+});
+
+fn verified(der: &[u8]) -> PeerCertificate<'_> {
+    match PeerIdentity::from_der(der) {
+        Ok(identity) => PeerCertificate::Verified(identity),
+        Err(_) => PeerCertificate::Unreadable,
+    }
+}
+
+fn check_refusal(reason: RejectReason, level: Option<ProtocolLevel>) {
+    assert!(matches!(reason.status(), 400 | 403));
+    assert!(!reason.token().is_empty() && !reason.message().is_empty());
+    if let Some(code) = reason.connack_code(level) {
+        let mut out = [0u8; MAX_CONNACK_LEN];
+        let level = level.unwrap_or(ProtocolLevel::V311);
+        let len = encode_connack(level, code, Some(reason.message()), &mut out);
+        assert!(len >= 4 && out[0] == 0x20, "{reason:?} has no CONNACK");
+    }
+}
