@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ngx::ffi::{
     ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_stream_finalize_session, ngx_stream_session_t,
     ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR,
+    NGX_STREAM_OK,
 };
 
 use crate::cert::with_peer_certificate;
@@ -102,6 +103,8 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
     let Some(buffer) = (unsafe { c.buffer.as_ref() }) else {
         return NGX_AGAIN;
     };
+    // SAFETY: [pos, last) of the preread buffer are initialised bytes that
+    // stay put until this handler returns.
     let received = unsafe {
         core::slice::from_raw_parts(buffer.pos, buffer.last.offset_from(buffer.pos) as usize)
     };
@@ -278,7 +281,10 @@ unsafe extern "C" fn settle_undecided(s: *mut ngx_stream_session_t) -> ngx_int_t
         let Some(ctx) = session.module_ctx::<SessionCtx>(module()) else {
             return;
         };
-        if !conf.enabled() || ctx.outcome != Outcome::Pending {
+        // nginx ends an unfinished preread with status 200; any other status
+        // is an error of its own, which stays as it is.
+        let ended_in_preread = session.status == NGX_STREAM_OK as ngx_uint_t;
+        if !conf.enabled() || ctx.outcome != Outcome::Pending || !ended_in_preread {
             return;
         }
         let status = reject(
