@@ -51,7 +51,9 @@ for arg in "${configured[@]}"; do
     case $arg in
         --with-compat) ;;
         --with-stream | --with-stream=dynamic) args+=("$arg"); has_stream=1 ;;
-        --with-*=dynamic | --add-module=* | --add-dynamic-module=*) ;;
+        # Other modules' libraries are not needed, and the build goes to our
+        # own directory, not the one the binary was built in.
+        --with-*=dynamic | --add-module=* | --add-dynamic-module=* | --builddir=*) ;;
         *) args+=("$arg") ;;
     esac
 done
@@ -64,7 +66,10 @@ rm -rf "$build_root/src"
 mkdir -p "$build_root"
 cp -r "$source_dir" "$build_root/src"
 echo "configuring nginx $version: ${args[*]}"
-(cd "$build_root/src" && ./configure "${args[@]}" >"$build_root/configure.log" 2>&1) ||
+# A release tarball has ./configure; a checkout of the repository auto/configure.
+configure=./configure
+[[ -x $build_root/src/configure ]] || configure=auto/configure
+(cd "$build_root/src" && $configure "${args[@]}" >"$build_root/configure.log" 2>&1) ||
     { tail -20 "$build_root/configure.log" >&2; exit 1; }
 
 NGINX_SOURCE_DIR=$build_root/src NGINX_BUILD_DIR=$build_root/src/objs \
