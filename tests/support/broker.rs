@@ -16,11 +16,15 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
+        Self::start_on(free_port())
+    }
+
+    /// A broker on a given port (e.g. restarting one that was stopped).
+    pub fn start_on(port: u16) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("e2e-broker-")
             .tempdir()
             .expect("tempdir");
-        let port = free_port();
         let log = dir.path().join("mosquitto.log");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(

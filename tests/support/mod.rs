@@ -12,8 +12,10 @@
 pub mod broker;
 pub mod client;
 pub mod deployment;
+pub mod malformed;
 pub mod nginx;
 pub mod pki;
+pub mod reliability;
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};

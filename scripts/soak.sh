@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Heavy reliability runs (several minutes; docs/RELIABILITY.md records the
+# figures). Everything runs on 127.0.0.1, every load is bounded, and every
+# process is stopped by PID.
+#
+#   scripts/soak.sh              all of: slow leaks valgrind scale
+#   scripts/soak.sh slow leaks   only those
+#
+#   slow      1,000 slow clients (stalled, trickling, silent; TCP and TLS) closed
+#             by preread_timeout while devices connect (tests/reliability_slow.rs)
+#   leaks     worker RSS over 100,000 sessions of every outcome (tests/reliability_leaks.rs)
+#   valgrind  nginx + module under valgrind memcheck over every outcome and the
+#             malformed flood (tests/reliability_scenarios.rs, reliability_malformed.rs)
+#   scale     10,000 concurrent mutual-TLS sessions to three brokers, held ~a minute,
+#             every device publishing (scripts/soak/scale.py, bench/loadgen)
+#
+# Environment: SOAK_OUT (default target/soak) for logs and JSON;
+# SCALE_SESSIONS (10000), SCALE_HOLD (80 s), SCALE_RAMP (500/s);
+# SOAK_SLOW_CLIENTS (1000); SOAK_LEAK_SESSIONS (100000);
+# CARGO_TARGET_DIR as usual.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+RUNS=("$@")
+[[ ${#RUNS[@]} -eq 0 ]] && RUNS=(slow leaks valgrind scale)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=$(realpath -m "${SOAK_OUT:-$TARGET/soak}")
+mkdir -p "$OUT"
+export CARGO_TARGET_DIR=$TARGET
+export SOAK_SLOW_CLIENTS=${SOAK_SLOW_CLIENTS:-1000}
+export SOAK_LEAK_SESSIONS=${SOAK_LEAK_SESSIONS:-100000}
+
+# As many descriptors as we may have (the hard limit; root may not raise it
+# in a container).
+ulimit -n "$(ulimit -Hn)"
+echo "== soak $(date -u +%FT%TZ): ${RUNS[*]}; output in $OUT; RLIMIT_NOFILE $(ulimit -n)"
+
+newest_nginx() { ls -t "$TARGET/$1"/build/nginx-sys-*/out/objs/nginx | head -1; }
+status=0
+record() { # name, exit code
+    echo "$1: $([[ $2 -eq 0 ]] && echo PASS || echo "FAIL ($2)")" | tee -a "$OUT/summary.txt"
+    [[ $2 -eq 0 ]] || status=1
+}
+: > "$OUT/summary.txt"
+
+for run in "${RUNS[@]}"; do
+    case $run in
+    slow | leaks)
+        cargo build --release --locked -q
+        test=reliability_$run
+        echo "== $run (release build)"
+        set +e
+        cargo nextest run --release --locked --test "$test" --no-capture 2>&1 | tee "$OUT/$run.log"
+        record "$run" "${PIPESTATUS[0]}"
+        set -e
+        ;;
+    valgrind)
+        command -v valgrind >/dev/null || { echo "valgrind missing (apt-get install valgrind)"; exit 1; }
+        cargo build --locked -q # debug: line numbers in the stacks
+        VG_LOG_DIR=$OUT/valgrind
+        rm -rf "$VG_LOG_DIR" && mkdir -p "$VG_LOG_DIR"
+        echo "== valgrind (debug build), logs in $VG_LOG_DIR"
+        set +e
+        MQTT_TEST_NGINX=$ROOT/scripts/soak/valgrind-nginx.sh VG_NGINX=$(newest_nginx debug) \
+            VG_LOG_DIR=$VG_LOG_DIR \
+            cargo nextest run --locked --no-fail-fast \
+            --test reliability_scenarios --test reliability_malformed \
+            2>&1 | tee "$OUT/valgrind.log"
+        tests=${PIPESTATUS[0]}
+        set -e
+        # Every error valgrind reported (after nginx.supp), and those with a
+        # frame in the module.
+        errors=0 module=0 procs=0
+        for log in "$VG_LOG_DIR"/vg.*.log; do
+            procs=$((procs + 1))
+            if [[ -s $log ]]; then
+                n=$(grep -cE '^==[0-9]+== (Invalid|Conditional|Use of uninit|Syscall param|Mismatched|.*(definitely|indirectly) lost in loss record)' "$log" || true)
+                errors=$((errors + n))
+                if grep -qE 'ngx_stream_mqtt|mqtt_preread|libngx_stream_mqtt' "$log"; then
+                    module=$((module + 1))
+                    echo "module frames in $log"
+                fi
+            fi
+        done
+        echo "valgrind: $procs nginx processes, $errors errors reported, $module logs naming the module" |
+            tee -a "$OUT/summary.txt"
+        record "valgrind end-to-end tests" "$tests"
+        record "valgrind errors" "$((errors + module))"
+        ;;
+    scale)
+        cargo build --release --locked -q
+        cargo build --release --locked -q --manifest-path bench/loadgen/Cargo.toml \
+            --target-dir "$TARGET/loadgen"
+        echo "== scale (release build)"
+        set +e
+        python3 scripts/soak/scale.py --nginx "$(newest_nginx release)" \
+            --module "$TARGET/release/libngx_stream_mqtt_preread_module.so" \
+            --preload "${MQTT_TEST_PRELOAD:-}" \
+            --loadgen "$TARGET/loadgen/release/loadgen" --out "$OUT/scale" \
+            --sessions "${SCALE_SESSIONS:-10000}" --hold "${SCALE_HOLD:-80}" \
+            --ramp "${SCALE_RAMP:-500}" 2>&1 | tee "$OUT/scale.log"
+        record scale "${PIPESTATUS[0]}"
+        set -e
+        ;;
+    *)
+        echo "unknown run $run (slow leaks valgrind scale)"
+        exit 2
+        ;;
+    esac
+done
+echo "== summary"
+cat "$OUT/summary.txt"
+exit $status
