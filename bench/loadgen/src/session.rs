@@ -1,0 +1,239 @@
+//! One device session: TCP (+ mTLS), CONNECT, CONNACK, then PUBLISH /
+//! DISCONNECT (`once`) or a held session that publishes periodically (`held`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::mqtt;
+use crate::pki::device_id;
+use crate::stats::Stats;
+
+pub struct Script {
+    pub target: SocketAddr,
+    pub tls: Option<Vec<Arc<rustls::ClientConfig>>>,
+    pub sni: ServerName<'static>,
+    pub version: u8,
+    pub prefix: String,
+    pub devices: usize,
+    pub mismatch: bool,
+    pub publish: usize,
+    pub payload: Vec<u8>,
+    pub disconnect: bool,
+    pub trickle: Option<Duration>,
+    pub stall_after: Option<usize>,
+    pub timeout: Duration,
+    pub keep_alive: u16,
+}
+
+#[derive(Clone)]
+pub struct Hold {
+    pub duration: Duration,
+    pub publish_interval: Option<Duration>,
+}
+
+pub enum Outcome {
+    /// The session was accepted; latency from start to CONNACK.
+    Connack {
+        latency_us: u64,
+    },
+    /// A stalled session that the gateway closed this long after the start.
+    StallClosed {
+        after_us: u64,
+    },
+    Error(&'static str),
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+fn client_id(s: &Script, i: usize) -> String {
+    let id = device_id(&s.prefix, i % s.devices);
+    if s.mismatch {
+        format!("{id}-not-my-cn")
+    } else {
+        id
+    }
+}
+
+async fn open(s: &Script, i: usize) -> Result<Box<dyn Io>, &'static str> {
+    let tcp = TcpStream::connect(s.target)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::ConnectionRefused => "tcp-connect-refused",
+            io::ErrorKind::AddrNotAvailable => "tcp-connect-no-local-port",
+            _ => "tcp-connect-error",
+        })?;
+    let _ = tcp.set_nodelay(true);
+    match &s.tls {
+        None => Ok(Box::new(tcp)),
+        Some(cfgs) => {
+            let cfg = cfgs[i % cfgs.len()].clone();
+            let tls = TlsConnector::from(cfg)
+                .connect(s.sni.clone(), tcp)
+                .await
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => "tls-closed-in-handshake",
+                    io::ErrorKind::ConnectionReset => "tls-reset-in-handshake",
+                    _ => "tls-handshake-error",
+                })?;
+            Ok(Box::new(tls))
+        }
+    }
+}
+
+fn read_error(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => "closed-before-connack",
+        io::ErrorKind::ConnectionReset => "reset-before-connack",
+        io::ErrorKind::InvalidData => "bad-packet-from-gateway",
+        _ => "io-error-before-connack",
+    }
+}
+
+/// Sends the CONNECT (all at once, trickled or stalled) and waits for CONNACK.
+/// On success returns the open stream.
+async fn connect(s: &Script, i: usize, start: Instant) -> Result<Box<dyn Io>, Outcome> {
+    let mut io = open(s, i).await.map_err(Outcome::Error)?;
+    let pkt = mqtt::connect(s.version, &client_id(s, i), s.keep_alive);
+    let werr = |_| Outcome::Error("write-error-before-connack");
+    if let Some(n) = s.stall_after {
+        io.write_all(&pkt[..n.min(pkt.len())]).await.map_err(werr)?;
+        io.flush().await.map_err(werr)?;
+        let mut b = [0u8; 256];
+        loop {
+            match io.read(&mut b).await {
+                Ok(0) | Err(_) => {
+                    return Err(Outcome::StallClosed {
+                        after_us: start.elapsed().as_micros() as u64,
+                    })
+                }
+                Ok(_) => continue, // e.g. a refusing CONNACK; wait for the close
+            }
+        }
+    }
+    if let Some(gap) = s.trickle {
+        for (k, b) in pkt.iter().enumerate() {
+            if k > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            io.write_all(std::slice::from_ref(b)).await.map_err(werr)?;
+            io.flush().await.map_err(werr)?;
+        }
+    } else {
+        io.write_all(&pkt).await.map_err(werr)?;
+        io.flush().await.map_err(werr)?;
+    }
+    let mut body = Vec::with_capacity(8);
+    match mqtt::read_packet(&mut io, &mut body, 1 << 16).await {
+        Ok(None) => Err(Outcome::Error("closed-before-connack")),
+        Err(e) => Err(Outcome::Error(read_error(&e))),
+        Ok(Some(first)) if first >> 4 != mqtt::CONNACK => Err(Outcome::Error("not-a-connack")),
+        Ok(Some(_)) if body.len() < 2 => Err(Outcome::Error("short-connack")),
+        Ok(Some(_)) if body[1] != 0 => Err(Outcome::Error("connack-refused")),
+        Ok(Some(_)) => Ok(io),
+    }
+}
+
+/// One session on its own connection: connect, CONNACK, publish, disconnect, close.
+pub async fn once(s: &Script, i: usize, start: Instant) -> Outcome {
+    let mut io = match tokio::time::timeout(s.timeout, connect(s, i, start)).await {
+        Err(_) if s.stall_after.is_some() => {
+            return Outcome::Error("stall-not-closed-within-timeout")
+        }
+        Err(_) => return Outcome::Error("timeout-before-connack"),
+        Ok(Err(out)) => return out,
+        Ok(Ok(io)) => io,
+    };
+    let latency_us = start.elapsed().as_micros() as u64;
+    let after = async {
+        for _ in 0..s.publish {
+            io.write_all(&mqtt::publish(s.version, "bench/telemetry", &s.payload))
+                .await?;
+        }
+        if s.disconnect {
+            io.write_all(&mqtt::disconnect()).await?;
+        }
+        io.flush().await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(s.timeout, after).await;
+    Outcome::Connack { latency_us }
+}
+
+/// A held session: after CONNACK, publishes every interval (or PINGREQs at
+/// keep-alive/2) until `hold.duration` has passed, watching for the gateway
+/// closing it; then DISCONNECT.
+pub async fn held(
+    s: &Script,
+    i: usize,
+    start: Instant,
+    hold: &Hold,
+    stats: &Mutex<Stats>,
+    live: &AtomicUsize,
+) {
+    let mut io = match tokio::time::timeout(s.timeout, connect(s, i, start)).await {
+        Err(_) => return stats.lock().unwrap().error("timeout-before-connack"),
+        Ok(Err(out)) => return stats.lock().unwrap().record(out),
+        Ok(Ok(io)) => io,
+    };
+    let now = live.fetch_add(1, Ordering::Relaxed) + 1;
+    {
+        let mut st = stats.lock().unwrap();
+        st.record(Outcome::Connack {
+            latency_us: start.elapsed().as_micros() as u64,
+        });
+        st.peak_live = st.peak_live.max(now);
+    }
+    let end = tokio::time::Instant::now() + hold.duration;
+    let period = hold
+        .publish_interval
+        .unwrap_or(Duration::from_secs((s.keep_alive as u64 / 2).max(1)));
+    // Spread the sessions' first messages over one period.
+    let phase = (i as f64 * 0.618_033_988_75).fract();
+    let mut next = tokio::time::Instant::now() + period.mul_f64(phase.max(0.01));
+    let msg = match hold.publish_interval {
+        Some(_) => mqtt::publish(s.version, "bench/telemetry", &s.payload),
+        None => mqtt::pingreq().to_vec(),
+    };
+    let mut buf = [0u8; 512];
+    let mut dropped = false;
+    while tokio::time::Instant::now() < end {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.min(end)) => {
+                if tokio::time::Instant::now() >= end { break; }
+                let n = if hold.publish_interval.is_some() { s.publish.max(1) } else { 1 };
+                let mut ok = true;
+                for _ in 0..n {
+                    if io.write_all(&msg).await.is_err() { ok = false; break; }
+                }
+                if !ok || io.flush().await.is_err() { dropped = true; break; }
+                if hold.publish_interval.is_some() {
+                    stats.lock().unwrap().publishes += n as u64;
+                }
+                next += period;
+            }
+            r = io.read(&mut buf) => {
+                if matches!(r, Ok(0) | Err(_)) { dropped = true; break; }
+            }
+        }
+    }
+    live.fetch_sub(1, Ordering::Relaxed);
+    if dropped {
+        stats.lock().unwrap().error("dropped-during-hold");
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        io.write_all(&mqtt::disconnect()).await?;
+        io.flush().await?;
+        io.shutdown().await
+    })
+    .await;
+}
