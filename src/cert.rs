@@ -1,5 +1,6 @@
 //! The client certificate of a TLS connection, as nginx verified it.
 
+use core::mem::MaybeUninit;
 use core::ptr;
 
 use ngx::ffi::{
@@ -44,20 +45,23 @@ pub fn with_peer_certificate<R>(
     let Ok(len) = usize::try_from(len) else {
         return f(&PeerCertificate::Unreadable);
     };
-    let mut stack = [0u8; STACK_DER_LEN];
-    let mut heap = Vec::new();
-    let der: &mut [u8] = if len <= STACK_DER_LEN {
+    // Not zeroed: i2d_X509 writes all `len` bytes that are read back.
+    let mut stack = [MaybeUninit::<u8>::uninit(); STACK_DER_LEN];
+    let mut heap: Vec<MaybeUninit<u8>> = Vec::new();
+    let out: &mut [MaybeUninit<u8>] = if len <= STACK_DER_LEN {
         &mut stack[..len]
     } else {
-        heap.resize(len, 0);
+        heap.resize(len, MaybeUninit::uninit());
         &mut heap
     };
-    let mut out = der.as_mut_ptr();
-    // SAFETY: der has room for exactly the `len` bytes i2d_X509 reported.
-    let written = unsafe { i2d_X509(cert, &mut out) };
+    let mut cursor = out.as_mut_ptr().cast::<u8>();
+    // SAFETY: out has room for exactly the `len` bytes i2d_X509 reported.
+    let written = unsafe { i2d_X509(cert, &mut cursor) };
     if usize::try_from(written) != Ok(len) {
         return f(&PeerCertificate::Unreadable);
     }
+    // SAFETY: i2d_X509 initialised all `len` bytes of out.
+    let der = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<u8>(), len) };
     match PeerIdentity::from_der(der) {
         Ok(identity) => f(&PeerCertificate::Verified(identity)),
         Err(_) => f(&PeerCertificate::Unreadable),

@@ -4,14 +4,15 @@
 //! `$ssl_client_s_dn`: that text escapes `,` and `+` and prints non-ASCII bytes
 //! as `\XX`, so splitting it misreads CNs such as `dev,7` or `gerät-9`.
 //!
-//! Whether the certificate was verified is the caller's business; this module
-//! only reads what a certificate says.
+//! Only the subject and the subjectAltName extension are read, with
+//! x509-parser's DER layer and its attribute and GeneralName parsers; nothing
+//! is allocated. Whether the certificate was verified is the caller's
+//! business: this module only reads what a certificate says.
 
-use x509_parser::certificate::{X509Certificate, X509CertificateParser};
-use x509_parser::extensions::{GeneralName, SubjectAlternativeName};
-use x509_parser::nom::Parser;
-use x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME;
-use x509_parser::prelude::FromDer;
+use x509_parser::asn1_rs::{Any, Class, FromDer, Oid, Tag};
+use x509_parser::extensions::GeneralName;
+use x509_parser::oid_registry::{OID_X509_COMMON_NAME, OID_X509_EXT_SUBJECT_ALT_NAME};
+use x509_parser::x509::AttributeTypeAndValue;
 
 /// The subject Common Name of a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,59 +27,149 @@ pub enum CommonName<'a> {
     NotText,
 }
 
-/// Why a certificate could not be read.
+/// The certificate's DER does not have the shape of an X.509 certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnreadableCertificate;
 
-/// A parsed client certificate, borrowing its DER.
+/// What a client certificate says about the device, borrowing its DER.
+#[derive(Clone, Copy, Debug)]
 pub struct PeerIdentity<'a> {
-    cert: X509Certificate<'a>,
+    common_name: CommonName<'a>,
+    /// The content of the `extensions` SEQUENCE; empty without one.
+    extensions: &'a [u8],
 }
 
 impl<'a> PeerIdentity<'a> {
-    /// Parses a DER certificate. Extensions are parsed lazily: only the
-    /// subjectAltName is ever looked at, and only when asked for.
+    /// Reads the subject CN and locates the extensions of a DER certificate:
+    ///
+    /// ```text
+    /// Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
+    /// TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serialNumber, signature,
+    ///     issuer, validity, subject, subjectPublicKeyInfo,
+    ///     [1] issuerUniqueID OPTIONAL, [2] subjectUniqueID OPTIONAL, [3] extensions OPTIONAL }
+    /// ```
     pub fn from_der(der: &'a [u8]) -> Result<Self, UnreadableCertificate> {
-        let mut parser = X509CertificateParser::new().with_deep_parse_extensions(false);
-        match parser.parse(der) {
-            Ok((_, cert)) => Ok(Self { cert }),
-            Err(_) => Err(UnreadableCertificate),
+        let certificate = sequence(der)?;
+        let tbs = sequence(certificate)?;
+        let (mut rest, first) = any(tbs)?;
+        if !is_context(&first, 0) {
+            rest = tbs;
         }
+        for _field in ["serialNumber", "signature", "issuer", "validity"] {
+            rest = any(rest)?.0;
+        }
+        let (mut rest, subject) = any(rest)?;
+        if subject.tag() != Tag::Sequence {
+            return Err(UnreadableCertificate);
+        }
+        rest = any(rest)?.0; // subjectPublicKeyInfo
+        let mut extensions: &[u8] = &[];
+        while !rest.is_empty() {
+            let (next, field) = any(rest)?;
+            if is_context(&field, 3) {
+                extensions = sequence(field.data)?;
+            }
+            rest = next;
+        }
+        Ok(Self {
+            common_name: common_name(subject.data)?,
+            extensions,
+        })
     }
 
     /// The subject's Common Name.
-    pub fn common_name(&self) -> CommonName<'_> {
-        let mut names = self.cert.subject().iter_common_name();
-        let Some(first) = names.next() else {
-            return CommonName::Absent;
-        };
-        if names.next().is_some() {
-            return CommonName::Several;
-        }
-        match first.as_str() {
-            Ok(cn) => CommonName::One(cn),
-            Err(_) => CommonName::NotText,
-        }
+    pub fn common_name(&self) -> CommonName<'a> {
+        self.common_name
     }
 
     /// Whether `id` equals, byte for byte, one of the DNS, URI or email
-    /// subjectAltName entries.
+    /// subjectAltName entries. A malformed extension names nobody.
     pub fn has_san(&self, id: &str) -> bool {
-        self.san_entries().any(|entry| entry == id)
+        let Some(mut names) = self.subject_alt_names() else {
+            return false;
+        };
+        while let Ok((rest, name)) = Any::from_der(names) {
+            names = rest;
+            let entry = match GeneralName::try_from(name) {
+                Ok(GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s)) => s,
+                Ok(_) => continue,
+                Err(_) => return false,
+            };
+            if entry == id {
+                return true;
+            }
+        }
+        false
     }
 
-    /// The DNS, URI and email subjectAltName entries.
-    pub fn san_entries(&self) -> impl Iterator<Item = &str> + '_ {
-        let san = self
-            .cert
-            .iter_extensions()
-            .find(|ext| ext.oid == OID_X509_EXT_SUBJECT_ALT_NAME)
-            .and_then(|ext| SubjectAlternativeName::from_der(ext.value).ok())
-            .map(|(_, san)| san.general_names)
-            .unwrap_or_default();
-        san.into_iter().filter_map(|name| match name {
-            GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s) => Some(s),
-            _ => None,
-        })
+    /// The content of the subjectAltName `GeneralNames` SEQUENCE.
+    ///
+    /// ```text
+    /// Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+    /// ```
+    fn subject_alt_names(&self) -> Option<&'a [u8]> {
+        let mut extensions = self.extensions;
+        while !extensions.is_empty() {
+            let (rest, extension) = any(extensions).ok()?;
+            extensions = rest;
+            let (value, oid) = Oid::from_der(extension.data).ok()?;
+            if oid != OID_X509_EXT_SUBJECT_ALT_NAME {
+                continue;
+            }
+            let (after, field) = any(value).ok()?;
+            let octets = if field.tag() == Tag::Boolean {
+                any(after).ok()?.1
+            } else {
+                field
+            };
+            if octets.tag() != Tag::OctetString {
+                return None;
+            }
+            return sequence(octets.data).ok();
+        }
+        None
     }
+}
+
+/// Walks `Name ::= SEQUENCE OF SET OF AttributeTypeAndValue` for CNs.
+fn common_name(mut rdns: &[u8]) -> Result<CommonName<'_>, UnreadableCertificate> {
+    let mut found = CommonName::Absent;
+    while !rdns.is_empty() {
+        let (rest, rdn) = any(rdns)?;
+        rdns = rest;
+        if rdn.tag() != Tag::Set {
+            return Err(UnreadableCertificate);
+        }
+        let mut attributes = rdn.data;
+        while !attributes.is_empty() {
+            let (rest, attribute) =
+                AttributeTypeAndValue::from_der(attributes).map_err(|_| UnreadableCertificate)?;
+            attributes = rest;
+            if attribute.attr_type() != &OID_X509_COMMON_NAME {
+                continue;
+            }
+            found = match (found, attribute.as_str()) {
+                (CommonName::Absent, Ok(cn)) => CommonName::One(cn),
+                (CommonName::Absent, Err(_)) => CommonName::NotText,
+                _ => CommonName::Several,
+            };
+        }
+    }
+    Ok(found)
+}
+
+fn any(der: &[u8]) -> Result<(&[u8], Any<'_>), UnreadableCertificate> {
+    Any::from_der(der).map_err(|_| UnreadableCertificate)
+}
+
+/// The content of the SEQUENCE at the start of `der`.
+fn sequence(der: &[u8]) -> Result<&[u8], UnreadableCertificate> {
+    match any(der)? {
+        (_, value) if value.tag() == Tag::Sequence => Ok(value.data),
+        _ => Err(UnreadableCertificate),
+    }
+}
+
+fn is_context(value: &Any<'_>, number: u32) -> bool {
+    value.class() == Class::ContextSpecific && value.tag() == Tag(number)
 }

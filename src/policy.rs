@@ -324,6 +324,42 @@ mod tests {
     }
 
     #[test]
+    fn critical_san_of_a_subjectless_certificate_is_read() {
+        // With an empty subject, the subjectAltName extension is critical.
+        let der = cert(&[], &[uri("urn:dev:thing-9")]);
+        let identity = PeerIdentity::from_der(&der).expect("parses");
+        assert_eq!(identity.common_name(), CommonName::Absent);
+        assert!(identity.has_san("urn:dev:thing-9"));
+        assert_eq!(check(ClientIdPolicy::San, "urn:dev:thing-9", &der), Ok(()));
+        assert_eq!(
+            check(ClientIdPolicy::Cn, "urn:dev:thing-9", &der),
+            Err(RejectReason::ClientIdMismatch)
+        );
+    }
+
+    #[test]
+    fn cn_that_is_not_utf8_text_matches_nothing() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let bmp = rcgen::string::BmpString::try_from("thing001").expect("bmp");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, rcgen::DnValue::BmpString(bmp));
+        let key = KeyPair::generate().expect("key");
+        let der = params
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .to_vec();
+        let identity = PeerIdentity::from_der(&der).expect("parses");
+        assert_eq!(identity.common_name(), CommonName::NotText);
+        assert_eq!(
+            check(ClientIdPolicy::Cn, "thing001", &der),
+            Err(RejectReason::ClientIdMismatch)
+        );
+    }
+
+    #[test]
     fn garbage_der_is_unreadable() {
         assert!(PeerIdentity::from_der(b"\x30\x03\x02\x01").is_err());
         let der = cert(&["thing001"], &[]);

@@ -1,8 +1,8 @@
 //! The `$mqtt_*` variables.
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_int_t, ngx_str_t, ngx_stream_add_variable, ngx_stream_session_t,
-    ngx_stream_variable_value_t, NGX_STREAM_VAR_NOCACHEABLE,
+    __BindgenBitfieldUnit, ngx_conf_t, ngx_int_t, ngx_str_t, ngx_stream_add_variable,
+    ngx_stream_session_t, ngx_stream_variable_value_t, NGX_STREAM_VAR_NOCACHEABLE,
 };
 
 use crate::module;
@@ -83,12 +83,35 @@ unsafe extern "C" fn get_variable(
             return NGX_OK;
         }
     };
-    v.set_len(value.len as _);
-    v.set_valid(1);
-    v.set_no_cacheable(0);
-    v.set_not_found(0);
-    v.data = value.data;
+    set_value(v, value);
     NGX_OK
+}
+
+/// `v->len = value.len; v->valid = 1; v->no_cacheable = v->not_found = 0`.
+///
+/// bindgen's bitfield setters move one bit at a time, some hundred
+/// instructions per value on the hash and log paths. The flags share one
+/// 32-bit unit, which on little-endian targets bindgen lays out as the C
+/// compiler does: `len` in bits 0-27, then `valid`, `no_cacheable`,
+/// `not_found` and `escape`.
+fn set_value(v: &mut ngx_stream_variable_value_t, value: ngx_str_t) {
+    const VALID: u32 = 1 << 28;
+    debug_assert!(value.len < 1 << 28);
+    if cfg!(target_endian = "little") {
+        let bits = (value.len as u32 & (VALID - 1)) | VALID;
+        v._bitfield_1 = __BindgenBitfieldUnit::new(bits.to_le_bytes());
+    } else {
+        v.set_len(value.len as _);
+        v.set_valid(1);
+        v.set_no_cacheable(0);
+        v.set_not_found(0);
+        v.set_escape(0);
+    }
+    debug_assert!(
+        v.len() as usize == value.len
+            && (v.valid(), v.no_cacheable(), v.not_found(), v.escape()) == (1, 0, 0, 0)
+    );
+    v.data = value.data;
 }
 
 /// The protocol level byte, as text: "3", "4" or "5".
