@@ -256,7 +256,7 @@ def targets(res) -> list[tuple[str, str, str]]:
 def svg_bars(title: str, panels: list[tuple[str, list[tuple[str, float, float | None, float | None]]]],
              unit: str, path: Path) -> None:
     """Horizontal bar chart: panels of (label, value, lo, hi)."""
-    W, LW, BH, GAP = 860, 330, 20, 6
+    W, LW, BH, GAP = 940, 410, 20, 6
     y = 40
     parts = []
     for ptitle, rows in panels:
