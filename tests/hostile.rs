@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::client::{connect_packet, put_str, Connect};
-use support::{pki, Deployment, Listener, MqttCli, RawClient, ReadEnd, Version};
+use support::{pki, Deployment, Listener, MqttCli, RawClient, ReadEnd, SessionKey, Version};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -56,7 +56,7 @@ fn hostile_deployment() -> Deployment {
 }
 
 /// Sends `bytes` and reads until the close (or `WAIT`).
-fn send_and_read(port: u16, bytes: &[u8]) -> (ReadEnd, (u16, u16), Duration) {
+fn send_and_read(port: u16, bytes: &[u8]) -> (ReadEnd, SessionKey, Duration) {
     let mut client = RawClient::plain(port);
     let local = client.session();
     let started = Instant::now();
@@ -209,8 +209,8 @@ fn oversized_connect_is_rejected_without_waiting_for_it() {
         ("400", "too_large"),
         "{e:?}"
     );
-    d.nginx
-        .wait_error_line(&["preread_buffer_size", "client: 127.0.0.1"]);
+    let client = format!("client: {},", local.client.ip());
+    d.nginx.wait_error_line(&["preread_buffer_size", &client]);
 
     // Over TLS the CONNECT is read out of the TLS records instead.
     let mut client = RawClient::tls(d.port("tls"), pki(), None);

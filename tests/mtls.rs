@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use support::client::connect_packet;
 use support::pki::ClientCert;
-use support::{pki, Deployment, Listener, MqttCli, RawClient, ReadEnd, Version};
+use support::{pki, Deployment, Listener, MqttCli, RawClient, ReadEnd, SessionKey, Version};
 
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Connects over TLS to `port` with `cert`, sends a CONNECT for `id` and
 /// returns the reply and the client's port (for the access log).
-fn try_connect(port: u16, cert: Option<&str>, version: Version, id: &str) -> (ReadEnd, (u16, u16)) {
+fn try_connect(port: u16, cert: Option<&str>, version: Version, id: &str) -> (ReadEnd, SessionKey) {
     let pki = pki();
     let cert: Option<&ClientCert> = cert.map(|name| pki.client(name));
     let mut client = RawClient::tls(port, pki, cert);
@@ -270,7 +270,7 @@ fn optional_no_ca_lets_the_module_refuse_an_unverified_certificate() {
     );
     assert_accepted(&d, "cn_no_ca", "thing001", Version::V311, "thing001");
     d.nginx
-        .wait_error_line(&["unverified_certificate", "thing001", "client: 127.0.0.1"]);
+        .wait_error_line(&["unverified_certificate", "thing001", "client: 127."]);
 }
 
 #[test]

@@ -18,7 +18,7 @@ use support::nginx::AccessEntry;
 use support::reliability::{
     device_connect, reject_lines, serious_lines, wait_workers, Gateway, Server,
 };
-use support::{wait_until, MqttCli, RawClient, ReadEnd, Version};
+use support::{wait_until, MqttCli, RawClient, ReadEnd, SessionKey, Version};
 
 const WAIT: Duration = Duration::from_secs(5);
 const WORKERS: usize = 8;
@@ -26,7 +26,7 @@ const WORKERS: usize = 8;
 /// What one sent case produced.
 struct Sent {
     case: usize,
-    session: (u16, u16),
+    session: SessionKey,
     reply: ReadEnd,
 }
 
@@ -37,7 +37,7 @@ fn send_case(
     bytes: &[u8],
     frags: Option<Vec<Vec<u8>>>,
     gap: Duration,
-) -> (ReadEnd, (u16, u16)) {
+) -> (ReadEnd, SessionKey) {
     let mut client = RawClient::plain(port);
     let session = client.session();
     let Some(frags) = frags else {
@@ -117,18 +117,32 @@ fn generator_covers_every_parser_rule() {
 /// Checks every sent case against the access and error logs.
 fn check_all(gw: &Gateway, cases: &[Case], sent: &[Sent], mode: &str) {
     let reasons = parser_reasons();
-    let entries: BTreeMap<(String, String), AccessEntry> = wait_until(
+    let key = |e: &AccessEntry| {
+        (
+            e.remote_addr.clone(),
+            e.remote_port.clone(),
+            e.server_port.clone(),
+        )
+    };
+    let session_key = |s: &SessionKey| {
+        (
+            s.client.ip().to_string(),
+            s.client.port().to_string(),
+            s.server_port.to_string(),
+        )
+    };
+    let entries: BTreeMap<(String, String, String), AccessEntry> = wait_until(
         WAIT,
         &format!("{} access-log entries ({mode})", sent.len()),
         || {
-            let all: BTreeMap<(String, String), AccessEntry> = gw
+            let all: BTreeMap<_, _> = gw
                 .nginx
                 .access_entries()
                 .into_iter()
-                .map(|e| ((e.remote_port.clone(), e.server_port.clone()), e))
+                .map(|e| (key(&e), e))
                 .collect();
             sent.iter()
-                .all(|s| all.contains_key(&(s.session.0.to_string(), s.session.1.to_string())))
+                .all(|s| all.contains_key(&session_key(&s.session)))
                 .then_some(all)
         },
     );
@@ -137,7 +151,7 @@ fn check_all(gw: &Gateway, cases: &[Case], sent: &[Sent], mode: &str) {
     for s in sent {
         let case = &cases[s.case];
         let expect = case.expect();
-        let e = &entries[&(s.session.0.to_string(), s.session.1.to_string())];
+        let e = &entries[&session_key(&s.session)];
         let mut problems = Vec::new();
         if e.status != "400" || e.reject_reason != expect.token {
             problems.push(format!(

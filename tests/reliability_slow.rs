@@ -14,7 +14,7 @@ use support::client::Connect;
 use support::reliability::{
     device_connect, raise_nofile, serious_lines, wait_workers, Gateway, Server,
 };
-use support::{pki, wait_until, RawClient, ReadEnd, Version};
+use support::{pki, wait_until, RawClient, ReadEnd, SessionKey, Version};
 
 /// 200 here; `SOAK_SLOW_CLIENTS` raises it for the heavy run (scripts/soak.sh).
 fn slow_count() -> usize {
@@ -50,7 +50,7 @@ const KINDS: [Kind; 5] = [
 
 struct Slow {
     kind: Kind,
-    session: (u16, u16),
+    session: SessionKey,
     closed_after: Option<Duration>,
     reply: Vec<u8>,
 }
@@ -189,9 +189,8 @@ fn slow_clients_are_closed_by_preread_timeout_while_devices_connect() {
         let found: Vec<_> = slow
             .iter()
             .filter_map(|s| {
-                let (c, p) = (s.session.0.to_string(), s.session.1.to_string());
                 all.iter()
-                    .find(|e| e.remote_port == c && e.server_port == p)
+                    .find(|e| s.session.matches(e))
                     .cloned()
                     .map(|e| (s.kind, e))
             })

@@ -2,13 +2,17 @@
 //! (plain TCP or rustls with a client certificate) for byte-level cases.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Socket, Type};
+
+use super::nginx::AccessEntry;
 use super::pki::{ClientCert, Pki};
 use super::{stop_child, DEADLINE};
 
@@ -426,9 +430,50 @@ impl ReadEnd {
     }
 }
 
+/// One raw-client session as nginx's access log shows it: the client's
+/// address and port (`$remote_addr`, `$remote_port`) and the listener's port
+/// (`$server_port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub client: SocketAddr,
+    pub server_port: u16,
+}
+
+impl SessionKey {
+    pub fn matches(&self, e: &AccessEntry) -> bool {
+        e.remote_port == self.client.port().to_string()
+            && e.server_port == self.server_port.to_string()
+            && e.remote_addr == self.client.ip().to_string()
+    }
+}
+
+/// Connects to 127.0.0.1:`port` from a loopback address no other connection
+/// of this test process has used. Ephemeral ports are recycled quickly when
+/// tests run in parallel, so a port alone could name two sessions of the
+/// same nginx; an address of its own keeps every session's key unique.
+fn connect_from_fresh_source(port: u16) -> TcpStream {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // 127.1.0.1 onwards, last octet 1..=254: about 16 million addresses.
+    let source = Ipv4Addr::new(
+        127,
+        1 + ((n / (254 * 256)) % 250) as u8,
+        ((n / 254) % 256) as u8,
+        1 + (n % 254) as u8,
+    );
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .expect("bind a loopback source");
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .expect("connect");
+    TcpStream::from(socket)
+}
+
 impl RawClient {
     pub fn plain(port: u16) -> RawClient {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let tcp = connect_from_fresh_source(port);
         tcp.set_nodelay(true).expect("nodelay");
         RawClient {
             stream: Stream::Plain(tcp),
@@ -466,21 +511,20 @@ impl RawClient {
         let name = ServerName::try_from("localhost").expect("server name");
         let conn =
             rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
-        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let tcp = connect_from_fresh_source(port);
         tcp.set_nodelay(true).expect("nodelay");
         RawClient {
             stream: Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))),
         }
     }
 
-    /// (client port, server port), as `$remote_port` and `$server_port`
-    /// show them: what finds this session in the access log.
-    pub fn session(&self) -> (u16, u16) {
+    /// What finds this session in the access log.
+    pub fn session(&self) -> SessionKey {
         let tcp = self.tcp();
-        (
-            tcp.local_addr().expect("local_addr").port(),
-            tcp.peer_addr().expect("peer_addr").port(),
-        )
+        SessionKey {
+            client: tcp.local_addr().expect("local_addr"),
+            server_port: tcp.peer_addr().expect("peer_addr").port(),
+        }
     }
 
     /// Half-closes: the peer reads EOF, we can still read.

@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use broker::Broker;
-pub use client::{MqttCli, RawClient, ReadEnd, Version};
+pub use client::{MqttCli, RawClient, ReadEnd, SessionKey, Version};
 pub use deployment::{Deployment, Listener};
 pub use nginx::Nginx;
 pub use pki::{pki, Pki};

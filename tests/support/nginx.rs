@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::client::SessionKey;
 use super::{
     module_path, nginx_path, preload_modules, read_lossy, signal, stop_child, wait_for_port,
     wait_until, DEADLINE,
@@ -189,11 +190,8 @@ impl Nginx {
 
     /// Waits for the access-log entry of the raw client session `session`
     /// ([`RawClient::session`](super::RawClient::session)).
-    pub fn wait_access_session(&self, session: (u16, u16)) -> AccessEntry {
-        let (client, server) = (session.0.to_string(), session.1.to_string());
-        self.wait_access(&format!("session {client} -> {server}"), |e| {
-            e.remote_port == client && e.server_port == server
-        })
+    pub fn wait_access_session(&self, session: SessionKey) -> AccessEntry {
+        self.wait_access(&format!("session {session:?}"), |e| session.matches(e))
     }
 
     /// Waits for the access-log entry of `client_id`.

@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::client::{connect_packet, Version};
+use super::client::{connect_packet, SessionKey, Version};
 use super::nginx::{hashed_upstream, main_context, tls_directives, ACCESS_LOG_FORMAT};
 use super::{broker, free_port, pki, read_lossy, Broker, Nginx};
 
@@ -197,13 +197,16 @@ fn body(
 }
 
 /// A device over plain TCP: CONNECT, then the CONNACK from the broker.
-/// Returns the session (client port, server port) or why it failed; never
+/// Returns the session or why it failed; never
 /// panics, so callers can count failures.
-pub fn device_connect(port: u16, version: Version, client_id: &str) -> Result<(u16, u16), String> {
+pub fn device_connect(port: u16, version: Version, client_id: &str) -> Result<SessionKey, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("{client_id}: connect: {e}"))?;
-    let session = (tcp.local_addr().map_err(|e| e.to_string())?.port(), port);
+    let session = SessionKey {
+        client: tcp.local_addr().map_err(|e| e.to_string())?,
+        server_port: port,
+    };
     tcp.set_nodelay(true).ok();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok();
     tcp.write_all(&connect_packet(version, client_id))
