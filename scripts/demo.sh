@@ -55,6 +55,9 @@ done
 dist/vendored/nginx -p "$demo" -c "$demo/nginx.conf" -g "daemon off; pid $demo/nginx.pid;" &
 pids+=($!)
 for port in 18831 18832 18833 1883 8883; do wait_port "$port"; done
+# The readiness probes above are sessions too; start the logs after them.
+: >"$demo/logs/mqtt-access.log"
+: >"$demo/logs/error.log"
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 last_upstream() { tail -1 "$demo/logs/mqtt-access.log" | sed -n 's/.*upstream=\([0-9.:]*\).*/\1/p'; }
