@@ -6,8 +6,9 @@
 set -euo pipefail
 
 declare -A groups=(
-    # bindgen needs libclang; the vendored nginx needs PCRE2, zlib and OpenSSL headers.
-    [build]="libclang-dev libpcre2-dev zlib1g-dev libssl-dev make gcc"
+    # bindgen needs libclang; the vendored nginx needs PCRE2, zlib and OpenSSL
+    # headers; libFuzzer (scripts/fuzz.sh) is C++.
+    [build]="libclang-dev libpcre2-dev zlib1g-dev libssl-dev make gcc g++"
     # real brokers, clients, PKI tooling, and Debian's nginx 1.22 with its sources.
     [test]="mosquitto mosquitto-clients openssl nginx nginx-dev libnginx-mod-stream"
     # the other gateways and the measuring tools of the benchmark.
