@@ -9,10 +9,11 @@ declare -A groups=(
     # bindgen needs libclang; the vendored nginx needs PCRE2, zlib and OpenSSL
     # headers; libFuzzer (scripts/fuzz.sh) is C++.
     [build]="libclang-dev libpcre2-dev zlib1g-dev libssl-dev make gcc g++"
-    # real brokers, clients, PKI tooling, and Debian's nginx 1.22 with its sources.
-    [test]="mosquitto mosquitto-clients openssl nginx nginx-dev libnginx-mod-stream"
+    # real brokers, clients, PKI tooling, and Debian's nginx 1.22 with its
+    # sources (njs: a preread handler that runs before this module's).
+    [test]="mosquitto mosquitto-clients openssl nginx nginx-dev libnginx-mod-stream libnginx-mod-stream-js"
     # the other gateways and the measuring tools of the benchmark.
-    [bench]="haproxy libnginx-mod-stream-js valgrind strace"
+    [bench]="haproxy valgrind strace"
 )
 
 wanted=()

@@ -25,5 +25,6 @@ if [[ -z ${SKIP_DISTRO:-} && -x /usr/sbin/nginx && -d /usr/share/nginx/src ]]; t
     MQTT_TEST_NGINX=/usr/sbin/nginx \
     MQTT_TEST_MODULE=$PWD/target/distro-module/ngx_stream_mqtt_preread_module.so \
     MQTT_TEST_PRELOAD=/usr/lib/nginx/modules/ngx_stream_module.so \
+    MQTT_TEST_NJS=/usr/lib/nginx/modules/ngx_stream_js_module.so \
         cargo nextest run --locked --no-fail-fast --test '*'
 fi

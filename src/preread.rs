@@ -301,10 +301,11 @@ unsafe extern "C" fn settle_undecided(s: *mut ngx_stream_session_t) -> ngx_int_t
 }
 
 /// Stands in front of the server's content handler: only sessions the
-/// preread handler accepted reach the upstream. nginx moves on to the content
-/// phase without asking the preread handlers when the client closes or
-/// `preread_timeout` expires; without this gate such a session would be
-/// proxied unauthenticated.
+/// preread handler decided reach the upstream. nginx runs a phase's handlers
+/// in reverse order of registration, so a module loaded after this one reads
+/// first, and if it returns `NGX_OK` (`js_preread` with `s.done()` does) the
+/// rest of the phase, this module's handler included, is skipped. Such a
+/// session must not be proxied unauthenticated.
 unsafe extern "C" fn content_gate(s: *mut ngx_stream_session_t) {
     // SAFETY: nginx passes the live session being processed.
     let session = unsafe { &mut *s };
@@ -324,8 +325,13 @@ unsafe extern "C" fn content_gate(s: *mut ngx_stream_session_t) {
 /// Runs the content handler for a decided session; otherwise returns the
 /// status to finalize with.
 fn gate(s: &mut ngx_stream_session_t) -> Option<ngx_int_t> {
-    let conf = s.srv_conf::<MqttSrvConf>(module())?;
-    let handler = conf.content_handler?;
+    let Some(conf) = s.srv_conf::<MqttSrvConf>(module()) else {
+        return Some(INTERNAL_ERROR);
+    };
+    // The gate is installed only in front of an existing handler.
+    let Some(handler) = conf.content_handler else {
+        return Some(INTERNAL_ERROR);
+    };
     let outcome = s.module_ctx::<SessionCtx>(module()).map(|ctx| ctx.outcome);
     let c = s.connection();
     if matches!(outcome, Some(Outcome::Accepted | Outcome::PassedUnparsed))
