@@ -1,5 +1,7 @@
 //! The `$mqtt_*` variables.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use ngx::ffi::{
     __BindgenBitfieldUnit, ngx_conf_t, ngx_int_t, ngx_str_t, ngx_stream_add_variable,
     ngx_stream_session_t, ngx_stream_variable_value_t, NGX_STREAM_VAR_NOCACHEABLE,
@@ -62,6 +64,16 @@ unsafe extern "C" fn get_variable(
 ) -> ngx_int_t {
     // SAFETY: nginx passes the live session and a value slot to fill.
     let (s, v) = unsafe { (&mut *s, &mut *v) };
+    // A panic (reading $mqtt_cert_cn parses the certificate) must not unwind
+    // into nginx; the variable then fails to evaluate.
+    catch_unwind(AssertUnwindSafe(|| evaluate(s, v, data))).unwrap_or(NGX_ERROR)
+}
+
+fn evaluate(
+    s: &ngx_stream_session_t,
+    v: &mut ngx_stream_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
     let Some(ctx) = s.module_ctx::<SessionCtx>(module()) else {
         v.set_not_found(1);
         return NGX_OK;
