@@ -99,17 +99,11 @@ impl<'a> Connect<'a> {
             },
         );
         body.push(self.version.level());
-        let mut flags = 0x02; // clean session
-        if self.will.is_some() {
-            flags |= 0x04;
-        }
-        if self.username.is_some() {
-            flags |= 0x80;
-        }
-        if self.password.is_some() {
-            flags |= 0x40;
-        }
-        body.push(flags);
+        body.push(connect_flags(
+            self.will.is_some(),
+            self.username.is_some(),
+            self.password.is_some(),
+        ));
         body.extend_from_slice(&60u16.to_be_bytes());
         if v5 {
             let mut props = Vec::new();
@@ -143,6 +137,22 @@ impl<'a> Connect<'a> {
 }
 
 /// Appends a two-byte length and the bytes.
+/// Connect flags with clean session set and the will, username and password
+/// bits as the fields present say (will QoS 0, no retain).
+pub fn connect_flags(will: bool, username: bool, password: bool) -> u8 {
+    let mut flags = 0x02;
+    if will {
+        flags |= 0x04;
+    }
+    if username {
+        flags |= 0x80;
+    }
+    if password {
+        flags |= 0x40;
+    }
+    flags
+}
+
 pub fn put_str(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = u16::try_from(bytes.len()).expect("field longer than 65535 bytes");
     out.extend_from_slice(&len.to_be_bytes());

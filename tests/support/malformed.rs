@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::client::{put_str, put_var_int};
+use super::client::{connect_flags, put_str, put_var_int};
 
 /// One invalid first packet.
 #[derive(Clone, Debug)]
@@ -142,17 +142,11 @@ impl Spec {
     }
 
     pub fn derived_flags(&self) -> u8 {
-        let mut flags = 0x02;
-        if self.will.is_some() {
-            flags |= 0x04;
-        }
-        if self.username.is_some() {
-            flags |= 0x80;
-        }
-        if self.password.is_some() {
-            flags |= 0x40;
-        }
-        flags
+        connect_flags(
+            self.will.is_some(),
+            self.username.is_some(),
+            self.password.is_some(),
+        )
     }
 
     pub fn body(&self) -> Vec<u8> {
