@@ -2,9 +2,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::nginx::{hashed_upstream, main_context, server, tls_directives};
+use support::nginx::{check_conf, hashed_upstream, main_context, server, tls_directives};
 use support::{broker, free_port, pki, MqttCli, Nginx, Version};
 
 #[test]
@@ -82,16 +80,7 @@ fn bad_directive_values_fail_the_configuration_test() {
             free_port()
         );
         std::fs::write(&conf, text).expect("write");
-        let out = Command::new(support::nginx_path())
-            .arg("-t")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .output()
-            .expect("nginx -t");
+        let out = check_conf(dir.path(), &conf);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{directive} accepted");
         assert!(stderr.contains(complaint), "{directive}: {stderr}");

@@ -124,29 +124,14 @@ impl Nginx {
         std::fs::write(&conf_path, conf(&prefix)).expect("write nginx.conf");
         let error_log = prefix.join("error.log");
         // Check the configuration first: a clear failure beats a timeout.
-        let test = Command::new(nginx_path())
-            .arg("-t")
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(&error_log)
-            .output()
-            .expect("run nginx -t");
+        let test = check_conf(&prefix, &conf_path);
         assert!(
             test.status.success(),
             "nginx -t failed:\n{}\n--- nginx.conf ---\n{}",
             String::from_utf8_lossy(&test.stderr),
             read_lossy(&conf_path)
         );
-        let mut child = Command::new(nginx_path())
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(&error_log)
+        let mut child = nginx_command(&prefix, &conf_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -292,6 +277,27 @@ fn children_of(parent: u32) -> Vec<u32> {
                 == Some(parent)
         })
         .collect()
+}
+
+/// nginx with `prefix`, `conf` and the start-up error log `prefix/error.log`.
+pub fn nginx_command(prefix: &Path, conf: &Path) -> Command {
+    let mut command = Command::new(nginx_path());
+    command
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(conf)
+        .arg("-e")
+        .arg(prefix.join("error.log"));
+    command
+}
+
+/// `nginx -t` on `conf`.
+pub fn check_conf(prefix: &Path, conf: &Path) -> std::process::Output {
+    nginx_command(prefix, conf)
+        .arg("-t")
+        .output()
+        .expect("run nginx -t")
 }
 
 /// The main context every test configuration starts with: foreground master
