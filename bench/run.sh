@@ -10,8 +10,8 @@
 #   bench/run.sh --no-build --phases cpu --merge   re-run one phase (e.g. on a quieter machine)
 #   (other arguments go to bench/bench.py: --only a,b  --phases check,callgrind,strace,cpu)
 #
-# Needs (Debian 12): nginx nginx-dev libnginx-mod-stream libnginx-mod-stream-js
-# haproxy mosquitto valgrind strace python3; BENCH_APT=1 installs them.
+# Needs (Debian 12) the packages of `scripts/deps.sh build test bench` and
+# python3; BENCH_APT=1 installs them.
 # Build outputs go to $BENCH_TARGET_DIR (default target/bench).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,8 +28,7 @@ done
 for a in "${args[@]}"; do [[ $a == --report-only ]] && build=""; done
 
 if [[ ${BENCH_APT:-} == 1 ]]; then
-    apt-get install -y nginx nginx-dev libnginx-mod-stream libnginx-mod-stream-js haproxy mosquitto \
-        valgrind strace python3 >/dev/null
+    scripts/deps.sh build test bench
 fi
 for tool in /usr/sbin/nginx /usr/sbin/haproxy valgrind callgrind_control callgrind_annotate strace taskset python3; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (BENCH_APT=1 installs it)" >&2; exit 1; }
