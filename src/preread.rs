@@ -1,13 +1,15 @@
 //! The preread phase handler, and the gate in front of the content handler
 //! that keeps undecided sessions away from the brokers.
 
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_stream_finalize_session, ngx_stream_session_t,
-    ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR,
-    NGX_STREAM_OK,
+    nginx_version, ngx_conf_t, ngx_connection_t, ngx_create_temp_buf, ngx_event_flags, ngx_int_t,
+    ngx_pfree, ngx_post_event, ngx_posted_events, ngx_stream_finalize_session,
+    ngx_stream_session_t, ngx_uint_t, ngx_use_epoll_rdhup, NGX_LOG_ALERT, NGX_LOG_INFO,
+    NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR, NGX_STREAM_OK, NGX_USE_CLEAR_EVENT,
+    NGX_USE_EPOLL_EVENT,
 };
 
 use crate::cert::with_peer_certificate;
@@ -18,7 +20,7 @@ use crate::module;
 use crate::mqtt::connack::{encode_connack, MAX_CONNACK_LEN};
 use crate::mqtt::{parse_connect, InvalidReason, Parsed, ProtocolLevel};
 use crate::policy::{check_client_id, ClientIdPolicy, RejectReason};
-use crate::session::{cert_cn_copy, pool_copy, str_bytes, Outcome, SessionCtx};
+use crate::session::{borrowed_str, cert_cn_copy, str_bytes, Outcome, SessionCtx};
 use crate::stream::{
     core_main_conf, prepend_log_handler, push_preread_handler, server_module_conf, servers,
     SessionExt,
@@ -98,9 +100,13 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
     }
 
     let c = s.connection();
+    let limit = s.core_srv_conf().preread_buffer_size;
     // SAFETY: when set, c.buffer is the preread buffer and [pos, last) holds
     // the bytes received so far.
     let Some(buffer) = (unsafe { c.buffer.as_ref() }) else {
+        // Nothing read yet: nginx reads into the context's buffer, sized for
+        // a typical CONNECT, rather than allocate preread_buffer_size.
+        c.buffer = ctx.first_read_buffer(limit);
         return NGX_AGAIN;
     };
     // SAFETY: [pos, last) of the preread buffer are initialised bytes that
@@ -108,13 +114,35 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
     let received = unsafe {
         core::slice::from_raw_parts(buffer.pos, buffer.last.offset_from(buffer.pos) as usize)
     };
-    let limit = s.core_srv_conf().preread_buffer_size;
+    // SAFETY: both point into the same buffer.
+    let capacity = unsafe { buffer.end.offset_from(buffer.pos) } as usize;
 
     match parse_connect(received, limit) {
-        Parsed::Incomplete { .. } => NGX_AGAIN,
+        Parsed::Incomplete { needed } => match needed {
+            // The Remaining Length says the packet does not fit: make room
+            // for all of it (the parser has checked it is within the limit).
+            Some(needed) if received.len() + needed > capacity => {
+                if !resize_buffer(c, ctx, received.len() + needed) {
+                    return NGX_ERROR;
+                }
+                if preread_peeks(c) {
+                    // A peeking nginx reads again only on a new read event,
+                    // and the rest of the packet may already be waiting.
+                    // SAFETY: c.read is the connection's live read event.
+                    unsafe { ngx_post_event(c.read, ptr::addr_of_mut!(ngx_posted_events)) };
+                }
+                NGX_AGAIN
+            }
+            _ => NGX_AGAIN,
+        },
         Parsed::Invalid { reason, level } => {
             if conf.requires_connect() {
                 return reject(c, conf, ctx, RejectReason::Invalid(reason), level, limit);
+            }
+            // Preread handlers after this one get the room nginx would have
+            // given them.
+            if capacity < limit && !resize_buffer(c, ctx, limit) {
+                return NGX_ERROR;
             }
             ctx.outcome = Outcome::PassedUnparsed;
             mqtt_debug!(c.log, "not a valid CONNECT ({}), proxied", reason.message());
@@ -122,14 +150,8 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
         }
         Parsed::Connect(connect) => {
             ctx.level = Some(connect.level);
-            let (Some(client_id), Some(username)) = (
-                pool_copy(c.pool, connect.client_id.as_bytes()),
-                pool_copy(c.pool, connect.username.unwrap_or_default().as_bytes()),
-            ) else {
-                return NGX_ERROR;
-            };
-            ctx.client_id = client_id;
-            ctx.username = username;
+            ctx.client_id = borrowed_str(connect.client_id.as_bytes());
+            ctx.username = borrowed_str(connect.username.unwrap_or_default().as_bytes());
 
             let policy = conf.policy();
             let verdict = if policy == ClientIdPolicy::Off {
@@ -157,23 +179,58 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
     }
 }
 
+/// Replaces the preread buffer with one of `size` bytes that starts with the
+/// bytes of the old one (as many as fit), and frees the old one unless it
+/// is the context's own.
+fn resize_buffer(c: &mut ngx_connection_t, ctx: &SessionCtx, size: usize) -> bool {
+    // SAFETY: c.pool is the connection's live pool.
+    let Some(mut new) = NonNull::new(unsafe { ngx_create_temp_buf(c.pool, size) }) else {
+        return false;
+    };
+    // SAFETY: a fresh buffer, not aliased.
+    let new = unsafe { new.as_mut() };
+    // SAFETY: when set, c.buffer is the preread buffer.
+    if let Some(old) = unsafe { c.buffer.as_ref() } {
+        // SAFETY: [pos, last) of the old buffer are initialised, the new one
+        // has room for `kept` bytes, and the two do not overlap.
+        unsafe {
+            let kept = (old.last.offset_from(old.pos) as usize).min(size);
+            ptr::copy_nonoverlapping(old.pos, new.pos, kept);
+            new.last = new.pos.add(kept);
+        }
+        if !ctx.owns_buffer(old) {
+            // SAFETY: frees a large allocation of the pool, and declines
+            // anything else; nothing refers to the old bytes any more.
+            unsafe { ngx_pfree(c.pool, old.start.cast()) };
+        }
+    }
+    c.buffer = new;
+    true
+}
+
+/// Whether nginx prereads this connection with `MSG_PEEK`, as
+/// `ngx_stream_preread_can_peek()` decides (nginx 1.25.5 and later, plain
+/// TCP, edge-triggered epoll with `EPOLLRDHUP`).
+fn preread_peeks(c: &ngx_connection_t) -> bool {
+    if nginx_version < 1_025_005 || !c.ssl.is_null() {
+        return false;
+    }
+    // SAFETY: plain reads of globals the event module sets at start-up.
+    let (flags, rdhup) = unsafe { (ngx_event_flags, ngx_use_epoll_rdhup) };
+    let clear = flags & NGX_USE_CLEAR_EVENT as ngx_uint_t != 0;
+    let epoll = flags & NGX_USE_EPOLL_EVENT as ngx_uint_t != 0;
+    clear && epoll && rdhup != 0
+}
+
 /// The session's context, created on first use.
 fn session_ctx(s: &mut ngx_stream_session_t) -> Option<&'static mut SessionCtx> {
     if let Some(ctx) = s.module_ctx::<SessionCtx>(module()) {
         // SAFETY: the context lives in the connection pool, as long as the session.
         return Some(unsafe { &mut *(ctx as *mut SessionCtx) });
     }
-    let pool = s.connection().pool;
-    // SAFETY: the pool is the session's; the allocation is sized and aligned
-    // for SessionCtx, which is Copy and needs no destructor.
-    let ctx = NonNull::new(
-        unsafe { ngx::ffi::ngx_palloc(pool, size_of::<SessionCtx>()) }.cast::<SessionCtx>(),
-    )?;
-    // SAFETY: ctx is a fresh allocation for one SessionCtx.
-    unsafe { ctx.as_ptr().write(SessionCtx::new()) };
-    s.set_module_ctx(module(), ctx);
-    // SAFETY: as above.
-    Some(unsafe { &mut *ctx.as_ptr() })
+    let ctx = SessionCtx::create(s.connection().pool)?;
+    s.set_module_ctx(module(), NonNull::from(&mut *ctx));
+    Some(ctx)
 }
 
 /// Refuses a session: logs why, tells the device with a CONNACK where its

@@ -1,8 +1,9 @@
 //! Per-session state, allocated from the connection pool.
 
+use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 
-use ngx::ffi::{ngx_connection_t, ngx_pnalloc, ngx_pool_t, ngx_str_t};
+use ngx::ffi::{ngx_buf_t, ngx_connection_t, ngx_palloc, ngx_pnalloc, ngx_pool_t, ngx_str_t};
 
 use crate::cert::with_peer_certificate;
 use crate::identity::CommonName;
@@ -21,10 +22,20 @@ pub enum Outcome {
     Rejected(RejectReason),
 }
 
-/// Everything the variables expose. Strings are copies in the connection
-/// pool: the preread buffer is reused once proxying starts, and the log
-/// phase still reads them.
-#[derive(Clone, Copy)]
+/// Size of the buffer inside [`SessionCtx`] that nginx reads the first bytes
+/// of a session into, when `preread_buffer_size` is larger. Most CONNECT
+/// packets fit; a larger one gets a buffer of its exact size once its fixed
+/// header has arrived. nginx itself would allocate `preread_buffer_size`
+/// (16k by default) for every session, which costs more than all the rest of
+/// the preread together.
+pub const FIRST_READ_SIZE: usize = 832;
+
+/// Everything the variables expose, and the buffer the CONNECT is read into.
+///
+/// The ClientId and Username point into the preread buffer: it belongs to
+/// the connection pool, and nginx does not write over bytes once read (the
+/// proxy sends them as they are; a later preread handler appends, or peeks
+/// the same bytes again).
 pub struct SessionCtx {
     pub outcome: Outcome,
     pub level: Option<ProtocolLevel>,
@@ -32,17 +43,55 @@ pub struct SessionCtx {
     pub username: ngx_str_t,
     /// `None` until the certificate has been looked at.
     pub cert_cn: Option<ngx_str_t>,
+    first_read: ngx_buf_t,
+    first_read_data: MaybeUninit<[u8; FIRST_READ_SIZE]>,
 }
 
+// One allocation of at most 1 KiB, which glibc serves from its per-thread
+// cache, aligned as ngx_palloc aligns.
+const _: () = assert!(size_of::<SessionCtx>() <= 1024);
+const _: () = assert!(align_of::<SessionCtx>() <= align_of::<usize>());
+
 impl SessionCtx {
-    pub fn new() -> Self {
-        Self {
-            outcome: Outcome::Pending,
-            level: None,
-            client_id: EMPTY,
-            username: EMPTY,
-            cert_cn: None,
+    /// A new context in `pool`, which it never outlives.
+    pub fn create(pool: *mut ngx_pool_t) -> Option<&'static mut SessionCtx> {
+        // SAFETY: pool is the connection's live pool; ngx_palloc aligns to
+        // NGX_ALIGNMENT (a pointer), as much as SessionCtx needs.
+        let ctx = NonNull::new(unsafe { ngx_palloc(pool, size_of::<SessionCtx>()) })?
+            .cast::<SessionCtx>();
+        let p = ctx.as_ptr();
+        // SAFETY: p is a fresh allocation for one SessionCtx, which lives as
+        // long as the pool and needs no destructor. Each field is written in
+        // place; the buffer bytes stay uninitialised until nginx reads into
+        // them, and the ngx_buf_t is zeroed, what ngx_calloc_buf makes.
+        unsafe {
+            ptr::addr_of_mut!((*p).outcome).write(Outcome::Pending);
+            ptr::addr_of_mut!((*p).level).write(None);
+            ptr::addr_of_mut!((*p).client_id).write(EMPTY);
+            ptr::addr_of_mut!((*p).username).write(EMPTY);
+            ptr::addr_of_mut!((*p).cert_cn).write(None);
+            ptr::addr_of_mut!((*p).first_read).write_bytes(0, 1);
+            Some(&mut *p)
         }
+    }
+
+    /// The context's own buffer, made empty, with room for `size` bytes (at
+    /// most [`FIRST_READ_SIZE`]).
+    pub fn first_read_buffer(&mut self, size: usize) -> *mut ngx_buf_t {
+        let start = self.first_read_data.as_mut_ptr().cast::<u8>();
+        let b = &mut self.first_read;
+        b.start = start;
+        b.pos = start;
+        b.last = start;
+        // SAFETY: at most FIRST_READ_SIZE bytes past the start of the data.
+        b.end = unsafe { start.add(size.min(FIRST_READ_SIZE)) };
+        b.set_temporary(1);
+        b
+    }
+
+    /// Whether `b` is the context's own buffer.
+    pub fn owns_buffer(&self, b: &ngx_buf_t) -> bool {
+        ptr::eq(b, &self.first_read)
     }
 
     /// The CN of the verified client certificate, empty without one; read
@@ -72,6 +121,17 @@ pub const EMPTY: ngx_str_t = ngx_str_t {
     len: 0,
     data: c"".as_ptr() as *mut u8,
 };
+
+/// `bytes`, which must outlive the string, as an `ngx_str_t`.
+pub fn borrowed_str(bytes: &[u8]) -> ngx_str_t {
+    if bytes.is_empty() {
+        return EMPTY;
+    }
+    ngx_str_t {
+        len: bytes.len(),
+        data: bytes.as_ptr().cast_mut(),
+    }
+}
 
 /// Copies `bytes` into `pool`.
 pub fn pool_copy(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {

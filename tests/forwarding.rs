@@ -1,0 +1,219 @@
+//! What the device sends reaches the upstream byte for byte, whatever the
+//! size of the first packet: the module reads a session's first bytes into a
+//! small buffer and replaces it with one of the packet's exact size when a
+//! CONNECT is larger, or with a full preread_buffer_size one when the bytes
+//! are passed on unparsed. The upstream here is an echo server, so the
+//! device gets back exactly what nginx forwarded.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
+use support::client::Connect;
+use support::nginx::{main_context, server, standard_conf, tls_directives, ACCESS_LOG_FORMAT};
+use support::{free_port, pki, Nginx, RawClient, ReadEnd, Version};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Echoes every connection back to itself, until the process ends.
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the echo server");
+    let port = listener.local_addr().expect("local_addr").port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+struct Gateway {
+    nginx: Nginx,
+    plain: u16,
+    tls: u16,
+}
+
+fn gateway() -> Gateway {
+    let echo = echo_server();
+    let (plain, tls) = (free_port(), free_port());
+    let upstream = format!("127.0.0.1:{echo}");
+    // A short preread_timeout: a session stuck waiting for bytes it already
+    // has fails in seconds rather than after the default 30.
+    let directives = "mqtt_preread on;\n    mqtt_reject_malformed off;\n    preread_timeout 5s;";
+    let body = format!(
+        "{}{}",
+        server(&format!("127.0.0.1:{plain}"), &upstream, directives),
+        server(
+            &format!("127.0.0.1:{tls} ssl"),
+            &upstream,
+            &format!("{}    {directives}", tls_directives(pki(), "optional"))
+        ),
+    );
+    Gateway {
+        nginx: Nginx::start(&body, &[plain, tls]),
+        plain,
+        tls,
+    }
+}
+
+/// A 3.1.1 CONNECT of exactly `size` bytes, padded with the password.
+fn connect_of_size(client_id: &str, size: usize) -> Vec<u8> {
+    let password = vec![b'p'; size];
+    let mut connect = Connect::new(Version::V311, client_id);
+    connect.username = Some("user");
+    for len in (0..size).rev() {
+        connect.password = Some(&password[..len]);
+        let packet = connect.encode();
+        if packet.len() <= size {
+            assert_eq!(packet.len(), size, "no CONNECT of {size} bytes");
+            return packet;
+        }
+    }
+    panic!("no CONNECT of {size} bytes")
+}
+
+/// Sends `bytes` in pieces cut at `cuts` (with a pause between pieces, so
+/// that they arrive as separate reads) and expects them back.
+fn round_trip(g: &Gateway, transport: &str, bytes: &[u8], cuts: &[usize]) -> support::SessionKey {
+    let mut client = match transport {
+        "plain" => RawClient::plain(g.plain),
+        _ => RawClient::tls(g.tls, pki(), None),
+    };
+    let session = client.session();
+    let mut start = 0;
+    for &end in cuts.iter().chain([&bytes.len()]) {
+        client.send(&bytes[start..end]).expect("send");
+        start = end;
+        thread::sleep(Duration::from_millis(50));
+    }
+    let reply = client.read_up_to(bytes.len(), WAIT);
+    let what = format!("{} bytes over {transport}, cut at {cuts:?}", bytes.len());
+    assert!(
+        matches!(reply, ReadEnd::Open(_)),
+        "{what}: connection closed after {} bytes back",
+        reply.bytes().len()
+    );
+    assert_eq!(reply.bytes().len(), bytes.len(), "{what}: length");
+    assert!(reply.bytes() == bytes, "{what}: different bytes came back");
+    session
+}
+
+#[test]
+fn connects_of_every_size_reach_the_upstream_intact() {
+    let g = gateway();
+    // Around the first buffer's 1024 bytes, and well past it.
+    for (i, size) in [40, 1023, 1024, 1025, 6000].into_iter().enumerate() {
+        let client_id = format!("fwd-{size}");
+        let packet = connect_of_size(&client_id, size);
+        let splits: &[&[usize]] = match size {
+            6000 => &[&[], &[600], &[1024, 1030], &[3]],
+            _ => &[&[]],
+        };
+        for (transport, cuts) in ["plain", "tls"]
+            .into_iter()
+            .flat_map(|t| splits.iter().map(move |c| (t, *c)))
+        {
+            let session = round_trip(&g, transport, &packet, cuts);
+            let e = g.nginx.wait_access_session(session);
+            assert_eq!(
+                (e.status.as_str(), e.client_id.as_str()),
+                ("200", client_id.as_str()),
+                "case {i}: {e:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bytes_that_are_not_mqtt_are_passed_on_whole() {
+    let g = gateway();
+    let text = not_mqtt();
+    for transport in ["plain", "tls"] {
+        for cuts in [&[][..], &[700]] {
+            let session = round_trip(&g, transport, &text, cuts);
+            let e = g.nginx.wait_access_session(session);
+            assert_eq!(
+                (e.status.as_str(), e.client_id.as_str()),
+                ("200", ""),
+                "{e:?}"
+            );
+        }
+    }
+}
+
+/// An HTTP request of about 5 KiB: longer than the first buffer.
+fn not_mqtt() -> Vec<u8> {
+    b"GET /not-mqtt HTTP/1.1\r\nX-Pad: "
+        .iter()
+        .copied()
+        .chain((0..5000).map(|i| b'a' + (i % 26) as u8))
+        .chain(*b"\r\n\r\n")
+        .collect()
+}
+
+/// A preread handler that runs after this module's, on bytes this module
+/// passed on, has the whole preread_buffer_size to read into: here an njs
+/// handler that waits for 4000 bytes. Needs `$MQTT_TEST_NJS`, like
+/// tests/gate.rs.
+#[test]
+fn a_later_preread_handler_gets_a_full_size_buffer() {
+    let Some(njs) = std::env::var_os("MQTT_TEST_NJS") else {
+        eprintln!("skipped: set MQTT_TEST_NJS to an ngx_stream_js_module.so for this nginx");
+        return;
+    };
+    let echo = echo_server();
+    let port = free_port();
+    let body = format!(
+        "js_import wait from {{prefix}}/wait.js;\n\
+         server {{ listen 127.0.0.1:{port}; js_preread wait.bytes; mqtt_preread on; \
+         mqtt_reject_malformed off; preread_timeout 5s; proxy_pass 127.0.0.1:{echo}; }}\n"
+    );
+    let nginx = Nginx::start_with(
+        |prefix| {
+            std::fs::write(
+                prefix.join("wait.js"),
+                "function bytes(s) {\n\
+                 var seen = 0;\n\
+                 s.on('upload', function (data, flags) {\n\
+                 seen += data.length;\n\
+                 if (seen >= 4000 || flags.last) { s.done(); }\n\
+                 });\n\
+                 }\n\
+                 export default { bytes };\n",
+            )
+            .expect("wait.js");
+            // njs before this module, so that its preread handler runs after.
+            let conf = standard_conf(prefix, ACCESS_LOG_FORMAT, &body);
+            let main = main_context(prefix);
+            let ours = main
+                .lines()
+                .rfind(|line| line.starts_with("load_module"))
+                .expect("our load_module line");
+            conf.replacen(
+                ours,
+                &format!("load_module {};\n{ours}", njs.to_string_lossy()),
+                1,
+            )
+        },
+        &[port],
+    );
+    let g = Gateway {
+        nginx,
+        plain: port,
+        tls: 0,
+    };
+    let session = round_trip(&g, "plain", &not_mqtt(), &[]);
+    let e = g.nginx.wait_access_session(session);
+    assert_eq!(e.status, "200", "{e:?}");
+}
