@@ -4,7 +4,7 @@
 Run through bench/run.sh, which builds the load generator and the modules
 first. One worker of each gateway on CPU 1; the load generator, the CONNACK
 responder and mosquitto on CPU 0. Writes docs/BENCHMARKS.md and
-docs/bench-*.svg; raw results go to bench/results/.
+docs/bench-*.png; raw results go to bench/results/.
 """
 
 from __future__ import annotations

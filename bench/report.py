@@ -1,8 +1,7 @@
-"""docs/BENCHMARKS.md and docs/bench-*.svg from bench/results/results.json."""
+"""docs/BENCHMARKS.md and docs/bench-*.png from bench/results/results.json."""
 
 from __future__ import annotations
 
-import html
 import statistics
 from pathlib import Path
 
@@ -253,38 +252,43 @@ def targets(res) -> list[tuple[str, str, str]]:
 
 
 # ---------------------------------------------------------------------- charts
-def svg_bars(title: str, panels: list[tuple[str, list[tuple[str, float, float | None, float | None]]]],
+def png_bars(title: str, panels: list[tuple[str, list[tuple[str, float, float | None, float | None]]]],
              unit: str, path: Path) -> None:
-    """Horizontal bar chart: panels of (label, value, lo, hi)."""
-    W, LW, BH, GAP = 940, 410, 20, 6
-    y = 40
-    parts = []
-    for ptitle, rows in panels:
-        parts.append(f'<text x="10" y="{y}" font-weight="bold" font-size="14">{html.escape(ptitle)}</text>')
-        y += 12
-        vmax = max([max(v, hi or v) for _, v, _, hi in rows] + [1e-9])
-        scale = (W - LW - 120) / vmax
-        for lab, v, lo, hi in rows:
-            w = max(v * scale, 1)
-            parts.append(f'<text x="{LW - 8}" y="{y + BH - 6}" font-size="12" text-anchor="end">'
-                         f'{html.escape(lab)}</text>')
-            color = "#2b7bb9" if "module" in lab else ("#d98c1f" if "njs" in lab else
-                                                      "#7b5ea7" if "HAProxy" in lab else "#8c8c8c")
-            parts.append(f'<rect x="{LW}" y="{y}" width="{w:.1f}" height="{BH}" fill="{color}"/>')
+    """Horizontal bar chart, one panel per transport: rows of (label, value,
+    lo, hi); lo-hi, when given, is drawn as a range line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heights = [0.9 + 0.32 * len(rows) for _, rows in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(heights) + 0.8),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (ptitle, rows) in zip(axes[:, 0], panels):
+        labels = [lab for lab, *_ in rows][::-1]
+        values = [v for _, v, _, _ in rows][::-1]
+        colors = ["#2b7bb9" if "module" in lab else "#d98c1f" if "njs" in lab else
+                  "#7b5ea7" if "HAProxy" in lab else "#8c8c8c" for lab in labels]
+        bars = ax.barh(labels, values, color=colors, height=0.7)
+        for i, (_, _, lo, hi) in enumerate(rows[::-1]):
             if lo is not None and hi is not None:
-                parts.append(f'<line x1="{LW + lo * scale:.1f}" x2="{LW + hi * scale:.1f}" y1="{y + BH / 2}" '
-                             f'y2="{y + BH / 2}" stroke="black" stroke-width="1.5"/>')
-            parts.append(f'<text x="{LW + max(w, (hi or 0) * scale) + 6:.1f}" y="{y + BH - 6}" font-size="12">'
-                         f'{v:,.1f} {html.escape(unit)}</text>' if v < 100 else
-                         f'<text x="{LW + max(w, (hi or 0) * scale) + 6:.1f}" y="{y + BH - 6}" font-size="12">'
-                         f'{v:,.0f} {html.escape(unit)}</text>')
-            y += BH + GAP
-        y += 24
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{y}" font-family="sans-serif">'
-           f'<rect width="100%" height="100%" fill="white"/>'
-           f'<text x="10" y="22" font-size="16" font-weight="bold">{html.escape(title)}</text>'
-           + "".join(parts) + "</svg>\n")
-    path.write_text(svg)
+                ax.hlines(i, lo, hi, colors="black", linewidth=1.5)
+        vmax = max([max(v, hi or v) for _, v, _, hi in rows] + [1e-9])
+        for bar, (_, v, _, hi) in zip(bars, rows[::-1]):
+            text = f"{v:,.1f} {unit}" if abs(v) < 100 else f"{v:,.0f} {unit}"
+            ax.text(max(bar.get_width(), hi or 0, 0) + vmax * 0.01, bar.get_y() + bar.get_height() / 2,
+                    text, va="center", fontsize=9)
+        ax.set_xlim(min([0] + [v for _, v, _, _ in rows]) * 1.1, vmax * 1.22)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_title(ptitle, loc="left", fontsize=11, fontweight="bold")
+        ax.tick_params(axis="y", labelsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold")
+    fig.tight_layout()
+    # No timestamp in the file: the same results give the same bytes.
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
 
 
 def charts(res, docs: Path) -> list[str]:
@@ -303,9 +307,9 @@ def charts(res, docs: Path) -> list[str]:
         if rows:
             panels.append((f"{name}: extra user-space instructions per connection over the baseline", rows))
     if panels:
-        svg_bars("Extra instructions per connection (callgrind; baseline: (a) of the same nginx, HAProxy: d0)", panels,
-                 "Ir", docs / "bench-instructions.svg")
-        made.append("bench-instructions.svg")
+        png_bars("Extra instructions per connection (callgrind; baseline: (a) of the same nginx, HAProxy: d0)", panels,
+                 "Ir", docs / "bench-instructions.png")
+        made.append("bench-instructions.png")
     samples = res.get("cpu", {}).get("samples", {})
     panels = []
     for t, name in TRANSPORTS:
@@ -317,8 +321,8 @@ def charts(res, docs: Path) -> list[str]:
         if rows:
             panels.append((f"{name}: gateway CPU per connection (median, min–max)", rows))
     if panels:
-        svg_bars("Gateway CPU time per connection (/proc/PID/schedstat)", panels, "µs", docs / "bench-cpu.svg")
-        made.append("bench-cpu.svg")
+        png_bars("Gateway CPU time per connection (/proc/PID/schedstat)", panels, "µs", docs / "bench-cpu.png")
+        made.append("bench-cpu.png")
     return made
 
 

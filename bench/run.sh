@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gateway benchmarks: builds the load generator and the module (vendored
 # nginx 1.28 and Debian's nginx 1.22), runs every gateway and measurement,
-# and writes docs/BENCHMARKS.md + docs/bench-*.svg.
+# and writes docs/BENCHMARKS.md + docs/bench-*.png.
 #
 #   bench/run.sh            full run (~10-15 min)
 #   bench/run.sh --quick    fewer connections, one repetition (~3 min)
@@ -33,6 +33,11 @@ fi
 for tool in /usr/sbin/nginx /usr/sbin/haproxy valgrind callgrind_control callgrind_annotate strace taskset python3; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (BENCH_APT=1 installs it)" >&2; exit 1; }
 done
+# The charts need matplotlib: Debian's python3-matplotlib serves /usr/bin/python3,
+# which may not be the python3 first on PATH.
+python=python3
+"$python" -c 'import matplotlib' 2>/dev/null || python=/usr/bin/python3
+"$python" -c 'import matplotlib' 2>/dev/null || { echo "run.sh: python3-matplotlib is missing (BENCH_APT=1 installs it)" >&2; exit 1; }
 
 loadgen=$root/bench/loadgen/target/release/loadgen
 debian_module=$target/debian-module/ngx_stream_mqtt_preread_module.so
@@ -52,5 +57,5 @@ for f in "$loadgen" "$debian_module" "$vendored_module" "$vendored_nginx"; do
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-exec python3 bench/bench.py --loadgen "$loadgen" --vendored-nginx "$vendored_nginx" \
+exec "$python" bench/bench.py --loadgen "$loadgen" --vendored-nginx "$vendored_nginx" \
     --vendored-module "$vendored_module" --debian-module "$debian_module" "${args[@]}"

@@ -13,7 +13,7 @@ declare -A groups=(
     # sources (njs: a preread handler that runs before this module's).
     [test]="mosquitto mosquitto-clients openssl nginx nginx-dev libnginx-mod-stream libnginx-mod-stream-js"
     # the other gateways and the measuring tools of the benchmark.
-    [bench]="haproxy valgrind strace"
+    [bench]="haproxy valgrind strace python3-matplotlib"
 )
 
 wanted=()
