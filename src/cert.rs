@@ -1,18 +1,16 @@
 //! The client certificate of a TLS connection, as nginx verified it.
 
-use core::mem::MaybeUninit;
+use core::ffi::c_int;
 use core::ptr;
 
 use ngx::ffi::{
-    i2d_X509, ngx_connection_t, SSL_get0_peer_certificate, SSL_get_verify_result, X509_V_OK,
+    ngx_connection_t, ASN1_STRING_get0_data, ASN1_STRING_length, NID_subject_alt_name,
+    SSL_get0_peer_certificate, SSL_get_verify_result, X509_EXTENSION_get_data, X509_NAME_get0_der,
+    X509_get_ext, X509_get_ext_by_NID, X509_get_subject_name, X509, X509_V_OK,
 };
 
 use crate::identity::PeerIdentity;
 use crate::policy::PeerCertificate;
-
-/// DER certificates up to this size are copied onto the stack; larger ones
-/// (rare for device certificates) onto the heap.
-const STACK_DER_LEN: usize = 4096;
 
 /// Reads the peer certificate of `c` and hands what it says to `f`.
 ///
@@ -39,31 +37,53 @@ pub fn with_peer_certificate<R>(
     if unsafe { SSL_get_verify_result(ssl) } != X509_V_OK as _ {
         return f(&PeerCertificate::Unverified);
     }
+    // SAFETY: cert is the live peer certificate, which the SSL object owns
+    // for the whole call.
+    let parts = unsafe { (subject_der(cert), alt_name_value(cert)) };
+    let identity = match parts {
+        (Some(subject), alt_names) => PeerIdentity::from_parts(subject, alt_names).ok(),
+        (None, _) => None,
+    };
+    match identity {
+        Some(identity) => f(&PeerCertificate::Verified(identity)),
+        None => f(&PeerCertificate::Unreadable),
+    }
+}
 
-    // SAFETY: with a null output pointer i2d_X509 only reports the length.
-    let len = unsafe { i2d_X509(cert, ptr::null_mut()) };
-    let Ok(len) = usize::try_from(len) else {
-        return f(&PeerCertificate::Unreadable);
-    };
-    // Not zeroed: i2d_X509 writes all `len` bytes that are read back.
-    let mut stack = [MaybeUninit::<u8>::uninit(); STACK_DER_LEN];
-    let mut heap: Vec<MaybeUninit<u8>> = Vec::new();
-    let out: &mut [MaybeUninit<u8>] = if len <= STACK_DER_LEN {
-        &mut stack[..len]
-    } else {
-        heap.resize(len, MaybeUninit::uninit());
-        &mut heap
-    };
-    let mut cursor = out.as_mut_ptr().cast::<u8>();
-    // SAFETY: out has room for exactly the `len` bytes i2d_X509 reported.
-    let written = unsafe { i2d_X509(cert, &mut cursor) };
-    if usize::try_from(written) != Ok(len) {
-        return f(&PeerCertificate::Unreadable);
+/// The DER of the certificate's subject `Name`, which OpenSSL keeps from
+/// decoding the certificate: nothing is re-encoded or copied.
+///
+/// # Safety
+/// `cert` must be a valid certificate that outlives `'a`.
+unsafe fn subject_der<'a>(cert: *const X509) -> Option<&'a [u8]> {
+    let name = X509_get_subject_name(cert);
+    let mut der: *const u8 = ptr::null();
+    let mut len = 0usize;
+    if name.is_null() || X509_NAME_get0_der(name, &mut der, &mut len) != 1 || der.is_null() {
+        return None;
     }
-    // SAFETY: i2d_X509 initialised all `len` bytes of out.
-    let der = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<u8>(), len) };
-    match PeerIdentity::from_der(der) {
-        Ok(identity) => f(&PeerCertificate::Verified(identity)),
-        Err(_) => f(&PeerCertificate::Unreadable),
+    Some(core::slice::from_raw_parts(der, len))
+}
+
+/// The value of the certificate's subjectAltName extension (the DER of its
+/// `GeneralNames`), if it has one.
+///
+/// # Safety
+/// `cert` must be a valid certificate that outlives `'a`.
+unsafe fn alt_name_value<'a>(cert: *const X509) -> Option<&'a [u8]> {
+    let index = X509_get_ext_by_NID(cert, NID_subject_alt_name as c_int, -1);
+    if index < 0 {
+        return None;
     }
+    let extension = X509_get_ext(cert, index);
+    if extension.is_null() {
+        return None;
+    }
+    let value = X509_EXTENSION_get_data(extension);
+    if value.is_null() {
+        return None;
+    }
+    let (data, len) = (ASN1_STRING_get0_data(value), ASN1_STRING_length(value));
+    let len = usize::try_from(len).ok()?;
+    (!data.is_null()).then(|| core::slice::from_raw_parts(data, len))
 }

@@ -6,7 +6,8 @@
 //!
 //! Only the subject and the subjectAltName extension are read, with
 //! x509-parser's DER layer and its attribute and GeneralName parsers; nothing
-//! is allocated. Whether the certificate was verified is the caller's
+//! is allocated. They are read either from a whole DER certificate or, as
+//! nginx's glue does, from the two encoded parts OpenSSL keeps. Whether the certificate was verified is the caller's
 //! business: this module only reads what a certificate says.
 
 use x509_parser::asn1_rs::{Any, Class, FromDer, Oid, Tag};
@@ -35,12 +36,13 @@ pub struct UnreadableCertificate;
 #[derive(Clone, Copy, Debug)]
 pub struct PeerIdentity<'a> {
     common_name: CommonName<'a>,
-    /// The content of the `extensions` SEQUENCE; empty without one.
-    extensions: &'a [u8],
+    /// The content of the subjectAltName `GeneralNames` SEQUENCE, when the
+    /// certificate has a well-formed one.
+    alt_names: Option<&'a [u8]>,
 }
 
 impl<'a> PeerIdentity<'a> {
-    /// Reads the subject CN and locates the extensions of a DER certificate:
+    /// Reads the subject CN and the subjectAltName of a DER certificate:
     ///
     /// ```text
     /// Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
@@ -73,7 +75,20 @@ impl<'a> PeerIdentity<'a> {
         }
         Ok(Self {
             common_name: common_name(subject.data)?,
-            extensions,
+            alt_names: subject_alt_name_value(extensions).and_then(|v| sequence(v).ok()),
+        })
+    }
+
+    /// Reads the same from the two parts of a certificate that OpenSSL keeps
+    /// encoded: the subject `Name` (`X509_NAME_get0_der`) and the value of
+    /// the subjectAltName extension, if it has one (`X509_EXTENSION_get_data`).
+    pub fn from_parts(
+        subject: &'a [u8],
+        alt_name_value: Option<&'a [u8]>,
+    ) -> Result<Self, UnreadableCertificate> {
+        Ok(Self {
+            common_name: common_name(sequence(subject)?)?,
+            alt_names: alt_name_value.and_then(|v| sequence(v).ok()),
         })
     }
 
@@ -86,7 +101,7 @@ impl<'a> PeerIdentity<'a> {
     /// subjectAltName entries. A malformed extension names nobody; an entry
     /// of a kind x509-parser cannot read is skipped.
     pub fn has_san(&self, id: &str) -> bool {
-        let Some(mut names) = self.subject_alt_names() else {
+        let Some(mut names) = self.alt_names else {
             return false;
         };
         while let Ok((rest, name)) = Any::from_der(names) {
@@ -101,34 +116,31 @@ impl<'a> PeerIdentity<'a> {
         }
         false
     }
+}
 
-    /// The content of the subjectAltName `GeneralNames` SEQUENCE.
-    ///
-    /// ```text
-    /// Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
-    /// ```
-    fn subject_alt_names(&self) -> Option<&'a [u8]> {
-        let mut extensions = self.extensions;
-        while !extensions.is_empty() {
-            let (rest, extension) = any(extensions).ok()?;
-            extensions = rest;
-            let (value, oid) = Oid::from_der(extension.data).ok()?;
-            if oid != OID_X509_EXT_SUBJECT_ALT_NAME {
-                continue;
-            }
-            let (after, field) = any(value).ok()?;
-            let octets = if field.tag() == Tag::Boolean {
-                any(after).ok()?.1
-            } else {
-                field
-            };
-            if octets.tag() != Tag::OctetString {
-                return None;
-            }
-            return sequence(octets.data).ok();
+/// The value (the DER of `GeneralNames`) of the subjectAltName extension in
+/// the content of an `Extensions` SEQUENCE.
+///
+/// ```text
+/// Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+/// ```
+fn subject_alt_name_value(mut extensions: &[u8]) -> Option<&[u8]> {
+    while !extensions.is_empty() {
+        let (rest, extension) = any(extensions).ok()?;
+        extensions = rest;
+        let (value, oid) = Oid::from_der(extension.data).ok()?;
+        if oid != OID_X509_EXT_SUBJECT_ALT_NAME {
+            continue;
         }
-        None
+        let (after, field) = any(value).ok()?;
+        let octets = if field.tag() == Tag::Boolean {
+            any(after).ok()?.1
+        } else {
+            field
+        };
+        return (octets.tag() == Tag::OctetString).then_some(octets.data);
     }
+    None
 }
 
 /// Walks `Name ::= SEQUENCE OF SET OF AttributeTypeAndValue` for CNs.

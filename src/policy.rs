@@ -178,9 +178,24 @@ mod tests {
         SanType::Rfc822Name(s.try_into().expect("ia5"))
     }
 
+    /// The verdict on a certificate read whole and read from its parts, as
+    /// the nginx glue reads it from OpenSSL; the two must agree.
     fn check(policy: ClientIdPolicy, client_id: &str, der: &[u8]) -> Result<(), RejectReason> {
         let identity = PeerIdentity::from_der(der).expect("parses");
-        check_client_id(policy, client_id, &PeerCertificate::Verified(identity))
+        let whole = check_client_id(policy, client_id, &PeerCertificate::Verified(identity));
+        // The subject Name's DER and the subjectAltName extension's value, as
+        // x509-parser's full certificate parser finds them.
+        let (_, certificate) = x509_parser::parse_x509_certificate(der).expect("x509");
+        let alt_names = certificate
+            .extensions()
+            .iter()
+            .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME)
+            .map(|e| e.value);
+        let identity =
+            PeerIdentity::from_parts(certificate.subject().as_raw(), alt_names).expect("parses");
+        let from_parts = check_client_id(policy, client_id, &PeerCertificate::Verified(identity));
+        assert_eq!(whole, from_parts, "{policy:?} {client_id:?}");
+        whole
     }
 
     #[test]

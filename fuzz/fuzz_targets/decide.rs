@@ -4,8 +4,10 @@
 //! Input layout:
 //! * byte 0: bits 0-1 pick the policy (off, cn, san, cn_or_san); bits 2-4
 //!   pick the certificate: absent, unverified, unreadable, one of the three
-//!   committed certificates in `certs/` (3-5), or (6-7) the fuzzer's own
-//!   DER, which then takes `byte 1` bytes of the input;
+//!   committed certificates in `certs/` (3-5), or the fuzzer's own bytes,
+//!   `byte 1` of them: (6) a DER certificate, or (7) a subject Name and a
+//!   subjectAltName value, the two parts the nginx glue reads from OpenSSL,
+//!   split where their first byte says;
 //! * the rest: the first bytes of the stream.
 //!
 //! Checked: no panic, in the certificate parser included; a device is let in
@@ -76,7 +78,8 @@ fuzz_target!(|data: &[u8]| {
         (1, _) => PeerCertificate::Unverified,
         (2, _) => PeerCertificate::Unreadable,
         (_, Some(known)) => verified(known.der),
-        _ => verified(fuzzed_der),
+        (6, _) => verified(fuzzed_der),
+        _ => verified_parts(fuzzed_der),
     };
 
     let (client_id, level) = match parse_connect(stream, 16 * 1024) {
@@ -119,6 +122,18 @@ fuzz_target!(|data: &[u8]| {
 
 fn verified(der: &[u8]) -> PeerCertificate<'_> {
     match PeerIdentity::from_der(der) {
+        Ok(identity) => PeerCertificate::Verified(identity),
+        Err(_) => PeerCertificate::Unreadable,
+    }
+}
+
+fn verified_parts(bytes: &[u8]) -> PeerCertificate<'_> {
+    let (split, rest) = match bytes {
+        [split, rest @ ..] => (usize::from(*split), rest),
+        [] => (0, bytes),
+    };
+    let (subject, alt_names) = rest.split_at(split.min(rest.len()));
+    match PeerIdentity::from_parts(subject, (!alt_names.is_empty()).then_some(alt_names)) {
         Ok(identity) => PeerCertificate::Verified(identity),
         Err(_) => PeerCertificate::Unreadable,
     }

@@ -131,6 +131,11 @@ fn write_fuzz_seeds() {
 #[test]
 #[ignore = "writes fuzz/corpus/decide; run by hand"]
 fn write_decide_seeds() {
+    const DECIDE_CERTS: [&[u8]; 3] = [
+        include_bytes!("../../../fuzz/certs/cn-and-san.der"),
+        include_bytes!("../../../fuzz/certs/two-cns.der"),
+        include_bytes!("../../../fuzz/certs/utf8-cn.der"),
+    ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decide");
     std::fs::create_dir_all(&dir).unwrap();
     // ClientIds the committed certificates carry (fuzz/certs), and one they don't.
@@ -150,6 +155,27 @@ fn write_decide_seeds() {
                     let mut input = vec![cert << 2 | policy];
                     input.extend_from_slice(&packet);
                     let name = format!("id{i}_v{}_cert{cert}_policy{policy}", level.as_u8());
+                    std::fs::write(dir.join(name), &input).unwrap();
+                }
+            }
+            // The same certificates as the parts the nginx glue reads
+            // (choice 7): [split][subject Name][subjectAltName value].
+            for (c, der) in DECIDE_CERTS.iter().enumerate() {
+                let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+                let subject = cert.subject().as_raw();
+                let alt = cert
+                    .extensions()
+                    .iter()
+                    .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME)
+                    .map_or(&[][..], |e| e.value);
+                let mut parts = vec![u8::try_from(subject.len()).unwrap()];
+                parts.extend_from_slice(subject);
+                parts.extend_from_slice(alt);
+                for policy in 0u8..4 {
+                    let mut input = vec![7 << 2 | policy, u8::try_from(parts.len()).unwrap()];
+                    input.extend_from_slice(&parts);
+                    input.extend_from_slice(&packet);
+                    let name = format!("id{i}_v{}_parts{c}_policy{policy}", level.as_u8());
                     std::fs::write(dir.join(name), &input).unwrap();
                 }
             }
