@@ -412,6 +412,9 @@ def main() -> int:
         return 0
     t0 = time.time()
     phases = args.phases.split(",")
+    # A TERM (timeout, kill) unwinds like an error, so that everything this
+    # run started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         b.setup(keep=args.merge)
         if "check" in phases:
