@@ -9,8 +9,9 @@
 #   slow      1,000 slow clients (stalled, trickling, silent; TCP and TLS) closed
 #             by preread_timeout while devices connect (tests/reliability_slow.rs)
 #   leaks     worker RSS over 100,000 sessions of every outcome (tests/reliability_leaks.rs)
-#   valgrind  nginx + module under valgrind memcheck over every outcome and the
-#             malformed flood (tests/reliability_scenarios.rs, reliability_malformed.rs)
+#   valgrind  nginx + module under valgrind memcheck over every outcome, the
+#             malformed flood and first packets of every size (tests/reliability_scenarios.rs,
+#             reliability_malformed.rs, forwarding.rs)
 #   scale     10,000 concurrent mutual-TLS sessions to three brokers, held ~a minute,
 #             every device publishing (scripts/soak/scale.py, bench/loadgen)
 #
@@ -65,7 +66,7 @@ for run in "${RUNS[@]}"; do
         MQTT_TEST_NGINX=$ROOT/scripts/soak/valgrind-nginx.sh VG_NGINX=$(newest_nginx debug) \
             VG_LOG_DIR=$VG_LOG_DIR \
             cargo nextest run --locked --no-fail-fast \
-            --test reliability_scenarios --test reliability_malformed \
+            --test reliability_scenarios --test reliability_malformed --test forwarding \
             2>&1 | tee "$OUT/valgrind.log"
         tests=${PIPESTATUS[0]}
         set -e
