@@ -9,7 +9,7 @@ use ngx::ffi::{
     ngx_pfree, ngx_post_event, ngx_posted_events, ngx_stream_finalize_session,
     ngx_stream_session_t, ngx_uint_t, ngx_use_epoll_rdhup, NGX_LOG_ALERT, NGX_LOG_INFO,
     NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR, NGX_STREAM_OK, NGX_USE_CLEAR_EVENT,
-    NGX_USE_EPOLL_EVENT,
+    NGX_USE_EPOLL_EVENT, NGX_USE_KQUEUE_EVENT,
 };
 
 use crate::cert::with_peer_certificate;
@@ -210,16 +210,16 @@ fn resize_buffer(c: &mut ngx_connection_t, ctx: &SessionCtx, size: usize) -> boo
 
 /// Whether nginx prereads this connection with `MSG_PEEK`, as
 /// `ngx_stream_preread_can_peek()` decides (nginx 1.25.5 and later, plain
-/// TCP, edge-triggered epoll with `EPOLLRDHUP`).
+/// TCP, edge-triggered kqueue, or epoll with `EPOLLRDHUP`).
 fn preread_peeks(c: &ngx_connection_t) -> bool {
     if nginx_version < 1_025_005 || !c.ssl.is_null() {
         return false;
     }
     // SAFETY: plain reads of globals the event module sets at start-up.
     let (flags, rdhup) = unsafe { (ngx_event_flags, ngx_use_epoll_rdhup) };
-    let clear = flags & NGX_USE_CLEAR_EVENT as ngx_uint_t != 0;
-    let epoll = flags & NGX_USE_EPOLL_EVENT as ngx_uint_t != 0;
-    clear && epoll && rdhup != 0
+    let uses = |flag: u32| flags & flag as ngx_uint_t != 0;
+    uses(NGX_USE_CLEAR_EVENT)
+        && (uses(NGX_USE_KQUEUE_EVENT) || (uses(NGX_USE_EPOLL_EVENT) && rdhup != 0))
 }
 
 /// The session's context, created on first use.
