@@ -6,10 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::ffi::{
     nginx_version, ngx_conf_t, ngx_connection_t, ngx_create_temp_buf, ngx_event_flags, ngx_int_t,
-    ngx_pfree, ngx_post_event, ngx_posted_events, ngx_stream_finalize_session,
-    ngx_stream_session_t, ngx_uint_t, ngx_use_epoll_rdhup, NGX_LOG_ALERT, NGX_LOG_INFO,
-    NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR, NGX_STREAM_OK, NGX_USE_CLEAR_EVENT,
-    NGX_USE_EPOLL_EVENT, NGX_USE_KQUEUE_EVENT,
+    ngx_pfree, ngx_stream_finalize_session, ngx_stream_session_t, ngx_uint_t, ngx_use_epoll_rdhup,
+    NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR, NGX_STREAM_OK,
+    NGX_USE_CLEAR_EVENT, NGX_USE_EPOLL_EVENT, NGX_USE_KQUEUE_EVENT,
 };
 
 use crate::cert::with_peer_certificate;
@@ -18,7 +17,7 @@ use crate::escape::Escaped;
 use crate::log::{mqtt_debug, mqtt_log};
 use crate::module;
 use crate::mqtt::connack::{encode_connack, MAX_CONNACK_LEN};
-use crate::mqtt::{parse_connect, InvalidReason, Parsed, ProtocolLevel};
+use crate::mqtt::{parse_connect, Connect, InvalidReason, Parsed, ProtocolLevel};
 use crate::policy::{check_client_id, ClientIdPolicy, RejectReason};
 use crate::session::{borrowed_str, cert_cn_copy, str_bytes, Outcome, SessionCtx};
 use crate::stream::{
@@ -101,81 +100,92 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
 
     let c = s.connection();
     let limit = s.core_srv_conf().preread_buffer_size;
-    // SAFETY: when set, c.buffer is the preread buffer and [pos, last) holds
-    // the bytes received so far.
-    let Some(buffer) = (unsafe { c.buffer.as_ref() }) else {
+    if c.buffer.is_null() {
         // Nothing read yet: nginx reads into the context's buffer, sized for
         // a typical CONNECT, rather than allocate preread_buffer_size.
         c.buffer = ctx.first_read_buffer(limit);
         return NGX_AGAIN;
-    };
-    // SAFETY: [pos, last) of the preread buffer are initialised bytes that
-    // stay put until this handler returns.
-    let received = unsafe {
-        core::slice::from_raw_parts(buffer.pos, buffer.last.offset_from(buffer.pos) as usize)
-    };
-    // SAFETY: both point into the same buffer.
-    let capacity = unsafe { buffer.end.offset_from(buffer.pos) } as usize;
-
-    match parse_connect(received, limit) {
-        Parsed::Incomplete { needed } => match needed {
+    }
+    loop {
+        // SAFETY: c.buffer is the preread buffer; [pos, last) holds the
+        // bytes received so far, which stay put until this handler returns
+        // or resizes the buffer.
+        let (received, capacity) = unsafe {
+            let b = &*c.buffer;
+            (
+                core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize),
+                b.end.offset_from(b.pos) as usize,
+            )
+        };
+        match parse_connect(received, limit) {
             // The Remaining Length says the packet does not fit: make room
             // for all of it (the parser has checked it is within the limit).
-            Some(needed) if received.len() + needed > capacity => {
+            Parsed::Incomplete {
+                needed: Some(needed),
+            } if received.len() + needed > capacity => {
                 if !resize_buffer(c, ctx, received.len() + needed) {
                     return NGX_ERROR;
                 }
-                if preread_peeks(c) {
-                    // A peeking nginx reads again only on a new read event,
-                    // and the rest of the packet may already be waiting.
-                    // SAFETY: c.read is the connection's live read event.
-                    unsafe { ngx_post_event(c.read, ptr::addr_of_mut!(ngx_posted_events)) };
+                // A peeking nginx looks at the socket again only on the next
+                // read event, and the device may have sent all it ever will:
+                // look now.
+                if preread_peeks(c) && peek_again(c) {
+                    continue;
                 }
-                NGX_AGAIN
+                return NGX_AGAIN;
             }
-            _ => NGX_AGAIN,
-        },
-        Parsed::Invalid { reason, level } => {
-            if conf.requires_connect() {
-                return reject(c, conf, ctx, RejectReason::Invalid(reason), level, limit);
+            Parsed::Incomplete { .. } => return NGX_AGAIN,
+            Parsed::Invalid { reason, level } => {
+                if conf.requires_connect() {
+                    return reject(c, conf, ctx, RejectReason::Invalid(reason), level, limit);
+                }
+                // Preread handlers after this one get the room nginx would
+                // have given them.
+                if capacity < limit && !resize_buffer(c, ctx, limit) {
+                    return NGX_ERROR;
+                }
+                ctx.outcome = Outcome::PassedUnparsed;
+                mqtt_debug!(c.log, "not a valid CONNECT ({}), proxied", reason.message());
+                return NGX_DECLINED;
             }
-            // Preread handlers after this one get the room nginx would have
-            // given them.
-            if capacity < limit && !resize_buffer(c, ctx, limit) {
-                return NGX_ERROR;
-            }
-            ctx.outcome = Outcome::PassedUnparsed;
-            mqtt_debug!(c.log, "not a valid CONNECT ({}), proxied", reason.message());
+            Parsed::Connect(connect) => return decide(c, conf, ctx, &connect, limit),
+        }
+    }
+}
+
+/// Applies the identity policy to a complete CONNECT.
+fn decide(
+    c: &mut ngx_connection_t,
+    conf: &MqttSrvConf,
+    ctx: &mut SessionCtx,
+    connect: &Connect<'_>,
+    limit: usize,
+) -> ngx_int_t {
+    ctx.level = Some(connect.level);
+    ctx.client_id = borrowed_str(connect.client_id.as_bytes());
+    ctx.username = borrowed_str(connect.username.unwrap_or_default().as_bytes());
+
+    let policy = conf.policy();
+    let verdict = if policy == ClientIdPolicy::Off {
+        Ok(())
+    } else {
+        with_peer_certificate(c, |cert| {
+            ctx.cert_cn = Some(cert_cn_copy(c.pool, cert));
+            check_client_id(policy, connect.client_id, cert)
+        })
+    };
+    match verdict {
+        Ok(()) => {
+            ctx.outcome = Outcome::Accepted;
+            mqtt_debug!(
+                c.log,
+                "accepted MQTT {} client_id \"{}\"",
+                connect.level.name(),
+                Escaped(connect.client_id.as_bytes())
+            );
             NGX_DECLINED
         }
-        Parsed::Connect(connect) => {
-            ctx.level = Some(connect.level);
-            ctx.client_id = borrowed_str(connect.client_id.as_bytes());
-            ctx.username = borrowed_str(connect.username.unwrap_or_default().as_bytes());
-
-            let policy = conf.policy();
-            let verdict = if policy == ClientIdPolicy::Off {
-                Ok(())
-            } else {
-                with_peer_certificate(c, |cert| {
-                    ctx.cert_cn = Some(cert_cn_copy(c.pool, cert));
-                    check_client_id(policy, connect.client_id, cert)
-                })
-            };
-            match verdict {
-                Ok(()) => {
-                    ctx.outcome = Outcome::Accepted;
-                    mqtt_debug!(
-                        c.log,
-                        "accepted MQTT {} client_id \"{}\"",
-                        connect.level.name(),
-                        Escaped(connect.client_id.as_bytes())
-                    );
-                    NGX_DECLINED
-                }
-                Err(reason) => reject(c, conf, ctx, reason, Some(connect.level), limit),
-            }
-        }
+        Err(reason) => reject(c, conf, ctx, reason, Some(connect.level), limit),
     }
 }
 
@@ -220,6 +230,27 @@ fn preread_peeks(c: &ngx_connection_t) -> bool {
     let uses = |flag: u32| flags & flag as ngx_uint_t != 0;
     uses(NGX_USE_CLEAR_EVENT)
         && (uses(NGX_USE_KQUEUE_EVENT) || (uses(NGX_USE_EPOLL_EVENT) && rdhup != 0))
+}
+
+/// Peeks at the socket again, into the whole preread buffer, as a peeking
+/// nginx does; whether that brought any bytes.
+fn peek_again(c: &ngx_connection_t) -> bool {
+    // SAFETY: c.buffer is the preread buffer, writable from pos to end.
+    unsafe {
+        let b = &mut *c.buffer;
+        let room = b.end.offset_from(b.pos) as usize;
+        let n = libc::recv(
+            c.fd,
+            b.pos.cast(),
+            room,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        );
+        if n <= 0 {
+            return false;
+        }
+        b.last = b.pos.add(n as usize);
+    }
+    true
 }
 
 /// The session's context, created on first use.
