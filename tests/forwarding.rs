@@ -13,7 +13,9 @@ use std::thread;
 use std::time::Duration;
 
 use support::client::Connect;
-use support::nginx::{main_context, server, standard_conf, tls_directives, ACCESS_LOG_FORMAT};
+use support::nginx::{
+    njs_module, server, standard_conf_loading, tls_directives, Load, ACCESS_LOG_FORMAT,
+};
 use support::{free_port, pki, Nginx, RawClient, ReadEnd, Version};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -75,6 +77,16 @@ fn gateway() -> Gateway {
     }
 }
 
+impl Gateway {
+    /// A raw client on the `"plain"` or the `"tls"` listener.
+    fn client(&self, transport: &str) -> RawClient {
+        match transport {
+            "plain" => RawClient::plain(self.plain),
+            _ => RawClient::tls(self.tls, pki(), None),
+        }
+    }
+}
+
 /// A 3.1.1 CONNECT of exactly `size` bytes, padded with the password.
 fn connect_of_size(client_id: &str, size: usize) -> Vec<u8> {
     let password = vec![b'p'; size];
@@ -94,10 +106,7 @@ fn connect_of_size(client_id: &str, size: usize) -> Vec<u8> {
 /// Sends `bytes` in pieces cut at `cuts` (with a pause between pieces, so
 /// that they arrive as separate reads) and expects them back.
 fn round_trip(g: &Gateway, transport: &str, bytes: &[u8], cuts: &[usize]) -> support::SessionKey {
-    let mut client = match transport {
-        "plain" => RawClient::plain(g.plain),
-        _ => RawClient::tls(g.tls, pki(), None),
-    };
+    let mut client = g.client(transport);
     let session = client.session();
     let mut start = 0;
     for &end in cuts.iter().chain([&bytes.len()]) {
@@ -155,10 +164,7 @@ fn a_large_connect_followed_by_a_half_close_is_still_read() {
     for (size, transport) in [(40, "plain"), (6000, "plain"), (40, "tls"), (6000, "tls")] {
         let client_id = format!("fwd-half-close-{size}");
         let packet = connect_of_size(&client_id, size);
-        let mut client = match transport {
-            "plain" => RawClient::plain(g.plain),
-            _ => RawClient::tls(g.tls, pki(), None),
-        };
+        let mut client = g.client(transport);
         let session = client.session();
         client.send(&packet).expect("send");
         client.shutdown_write();
@@ -211,8 +217,7 @@ fn not_mqtt() -> Vec<u8> {
 /// tests/gate.rs.
 #[test]
 fn a_later_preread_handler_gets_a_full_size_buffer() {
-    let Some(njs) = std::env::var_os("MQTT_TEST_NJS") else {
-        eprintln!("skipped: set MQTT_TEST_NJS to an ngx_stream_js_module.so for this nginx");
+    let Some(njs) = njs_module() else {
         return;
     };
     let echo = echo_server();
@@ -237,16 +242,12 @@ fn a_later_preread_handler_gets_a_full_size_buffer() {
             )
             .expect("wait.js");
             // njs before this module, so that its preread handler runs after.
-            let conf = standard_conf(prefix, ACCESS_LOG_FORMAT, &body);
-            let main = main_context(prefix);
-            let ours = main
-                .lines()
-                .rfind(|line| line.starts_with("load_module"))
-                .expect("our load_module line");
-            conf.replacen(
-                ours,
-                &format!("load_module {};\n{ours}", njs.to_string_lossy()),
-                1,
+            standard_conf_loading(
+                prefix,
+                ACCESS_LOG_FORMAT,
+                &body,
+                &njs,
+                Load::BeforeThisModule,
             )
         },
         &[port],

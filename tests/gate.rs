@@ -14,13 +14,12 @@ mod support;
 use std::time::Duration;
 
 use support::client::connect_packet;
-use support::nginx::{hashed_upstream, main_context, standard_conf, ACCESS_LOG_FORMAT};
+use support::nginx::{hashed_upstream, njs_module, standard_conf_loading, Load, ACCESS_LOG_FORMAT};
 use support::{broker, free_port, Nginx, RawClient, ReadEnd, Version};
 
 #[test]
 fn session_the_module_never_decided_is_not_proxied() {
-    let Some(njs) = std::env::var_os("MQTT_TEST_NJS") else {
-        eprintln!("skipped: set MQTT_TEST_NJS to an ngx_stream_js_module.so for this nginx");
+    let Some(njs) = njs_module() else {
         return;
     };
     let brokers = broker::three();
@@ -39,16 +38,12 @@ fn session_the_module_never_decided_is_not_proxied() {
             )
             .expect("gate.js");
             // njs after this module, so that its preread handler runs first.
-            let conf = standard_conf(prefix, ACCESS_LOG_FORMAT, &body);
-            let main = main_context(prefix);
-            let ours = main
-                .lines()
-                .rfind(|line| line.starts_with("load_module"))
-                .expect("our load_module line");
-            conf.replacen(
-                ours,
-                &format!("{ours}\nload_module {};", njs.to_string_lossy()),
-                1,
+            standard_conf_loading(
+                prefix,
+                ACCESS_LOG_FORMAT,
+                &body,
+                &njs,
+                Load::AfterThisModule,
             )
         },
         &[skipping, plain],

@@ -336,6 +336,44 @@ pub fn standard_conf(prefix: &Path, log_format: &str, stream_body: &str) -> Stri
     )
 }
 
+/// The `ngx_stream_js_module.so` built for the nginx under test, from
+/// `$MQTT_TEST_NJS` (scripts/test.sh sets it for Debian's nginx). Without it,
+/// says that the calling test skips.
+pub fn njs_module() -> Option<PathBuf> {
+    let njs = std::env::var_os("MQTT_TEST_NJS").map(PathBuf::from);
+    if njs.is_none() {
+        eprintln!("skipped: set MQTT_TEST_NJS to an ngx_stream_js_module.so for this nginx");
+    }
+    njs
+}
+
+/// Where another module is loaded, relative to this one. nginx runs a
+/// phase's handlers in reverse order of loading: the module loaded last
+/// reads first.
+pub enum Load {
+    BeforeThisModule,
+    AfterThisModule,
+}
+
+/// [`standard_conf`] that also loads `module`, next to this module.
+pub fn standard_conf_loading(
+    prefix: &Path,
+    log_format: &str,
+    stream_body: &str,
+    module: &Path,
+    load: Load,
+) -> String {
+    let conf = standard_conf(prefix, log_format, stream_body);
+    let ours = format!("load_module {};", module_path().display());
+    let other = format!("load_module {};", module.display());
+    let both = match load {
+        Load::BeforeThisModule => format!("{other}\n{ours}"),
+        Load::AfterThisModule => format!("{ours}\n{other}"),
+    };
+    assert!(conf.contains(&ours), "no load_module line for this module");
+    conf.replacen(&ours, &both, 1)
+}
+
 /// A `server {}` that proxies `listen_port` to an upstream named `upstream`
 /// with `directives` inside, as most scenarios need.
 pub fn server(listen: &str, upstream: &str, directives: &str) -> String {
