@@ -39,6 +39,11 @@ pub struct AccessEntry {
 }
 
 impl AccessEntry {
+    /// How the session ended: `($status, $mqtt_reject_reason)`.
+    pub fn outcome(&self) -> (&str, &str) {
+        (&self.status, &self.reject_reason)
+    }
+
     pub fn parse(line: &str) -> Option<AccessEntry> {
         let mut fields: Vec<String> = line.split('\t').map(unescape).collect();
         if fields.len() < 12 {
