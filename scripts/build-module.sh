@@ -73,7 +73,7 @@ configure=./configure
     { tail -20 "$build_root/configure.log" >&2; exit 1; }
 
 NGINX_SOURCE_DIR=$build_root/src NGINX_BUILD_DIR=$build_root/src/objs \
-    cargo build --release --locked --no-default-features --features nginx \
+    cargo build --release --locked --no-default-features \
     --target-dir "$build_root/cargo"
 mkdir -p "$out"
 cp "$build_root/cargo/release/libngx_stream_mqtt_preread_module.so" "$out/$module"

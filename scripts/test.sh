@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh build test
 
-echo "== unit and property tests (no nginx)"
-cargo test --locked --no-default-features --lib
+echo "== unit and property tests of the core (no nginx)"
+cargo test --locked -p mqtt-core
 
 echo "== module and vendored nginx"
 cargo build --locked

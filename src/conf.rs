@@ -1,19 +1,18 @@
 //! Directives and their server-level configuration.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
 use core::mem::offset_of;
 use core::ptr;
 
-use ngx::core::NGX_CONF_OK;
+use mqtt_core::policy::ClientIdPolicy;
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_enum_t, ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_conf_t,
-    ngx_flag_t, ngx_pcalloc, ngx_str_t, ngx_stream_content_handler_pt, ngx_uint_t, NGX_CONF_FLAG,
-    NGX_CONF_TAKE1, NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF, NGX_STREAM_SRV_CONF,
-    NGX_STREAM_SRV_CONF_OFFSET,
+    ngx_command_t, ngx_conf_enum_t, ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_flag_t,
+    ngx_str_t, ngx_stream_content_handler_pt, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1,
+    NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF, NGX_STREAM_SRV_CONF, NGX_STREAM_SRV_CONF_OFFSET,
 };
 use ngx::ngx_string;
 
-use crate::policy::ClientIdPolicy;
+use crate::stream::Merge;
 
 const UNSET_FLAG: ngx_flag_t = NGX_CONF_UNSET as ngx_flag_t;
 const UNSET_UINT: ngx_uint_t = ngx_uint_t::MAX; // NGX_CONF_UNSET_UINT
@@ -124,52 +123,35 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
     ngx_command_t::empty(),
 ];
 
-pub unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
-    // SAFETY: cf is the configuration being parsed; its pool outlives the cycle.
-    let conf = unsafe { ngx_pcalloc((*cf).pool, size_of::<MqttSrvConf>()) }.cast::<MqttSrvConf>();
-    if conf.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: conf is a fresh, suitably aligned allocation of the right size.
-    unsafe {
-        conf.write(MqttSrvConf {
+impl Default for MqttSrvConf {
+    fn default() -> Self {
+        MqttSrvConf {
             preread: UNSET_FLAG,
             client_id_match: UNSET_UINT,
             reject_malformed: UNSET_FLAG,
             reject_connack: UNSET_FLAG,
             content_handler: None,
-        })
-    };
-    conf.cast()
+        }
+    }
 }
 
-pub unsafe extern "C" fn merge_srv_conf(
-    _cf: *mut ngx_conf_t,
-    prev: *mut c_void,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: both point to MqttSrvConf made by create_srv_conf.
-    let (prev, conf) = unsafe {
-        (
-            &*prev.cast::<MqttSrvConf>(),
-            &mut *conf.cast::<MqttSrvConf>(),
-        )
-    };
-    merge(&mut conf.preread, prev.preread, UNSET_FLAG, 0);
-    merge(
-        &mut conf.client_id_match,
-        prev.client_id_match,
-        UNSET_UINT,
-        POLICY_OFF,
-    );
-    merge(
-        &mut conf.reject_malformed,
-        prev.reject_malformed,
-        UNSET_FLAG,
-        1,
-    );
-    merge(&mut conf.reject_connack, prev.reject_connack, UNSET_FLAG, 1);
-    NGX_CONF_OK
+impl Merge for MqttSrvConf {
+    fn merge(&mut self, prev: &Self) {
+        merge(&mut self.preread, prev.preread, UNSET_FLAG, 0);
+        merge(
+            &mut self.client_id_match,
+            prev.client_id_match,
+            UNSET_UINT,
+            POLICY_OFF,
+        );
+        merge(
+            &mut self.reject_malformed,
+            prev.reject_malformed,
+            UNSET_FLAG,
+            1,
+        );
+        merge(&mut self.reject_connack, prev.reject_connack, UNSET_FLAG, 1);
+    }
 }
 
 /// `ngx_conf_merge_value` / `ngx_conf_merge_uint_value`.

@@ -2,67 +2,70 @@
 //! `$mqtt_client_id` for consistent hashing, and ClientIds bound to the
 //! verified client certificate.
 //!
-//! The protocol and policy logic ([`mqtt`], [`policy`], [`identity`]) has no
-//! nginx types; the glue around it is built with the `nginx` feature.
+//! This crate is the nginx glue; what it decides comes from the pure core in
+//! `crates/mqtt-core` (parser, policy, CONNACK encoding).
+//!
+//! * `lib.rs`: the module statics.
+//! * [`conf`]: the directives and the server configuration.
+//! * [`preread`]: the preread handler, which parses and decides.
+//! * [`gate`]: what keeps undecided sessions away from the upstream.
+//! * [`refusal`]: refusing a session: the log line, the CONNACK, the close.
+//! * [`variables`]: the `$mqtt_*` variables.
+//! * [`session`]: the per-session context and its buffer.
+//! * [`cert`]: the verified peer certificate, from OpenSSL.
+//! * [`stream`]: the typed layer over nginx's stream ABI.
 
-pub mod escape;
-pub mod identity;
-pub mod mqtt;
-pub mod policy;
-
-#[cfg(feature = "nginx")]
 mod cert;
-#[cfg(feature = "nginx")]
 mod conf;
-#[cfg(feature = "nginx")]
+mod gate;
 mod log;
-#[cfg(feature = "nginx")]
 mod preread;
-#[cfg(feature = "nginx")]
+mod refusal;
 mod session;
-#[cfg(feature = "nginx")]
 mod stream;
-#[cfg(feature = "nginx")]
 mod variables;
 
-#[cfg(feature = "nginx")]
-use module::module;
-#[cfg(feature = "nginx")]
-pub use module::ngx_stream_mqtt_preread_module;
+use core::ptr::{addr_of, addr_of_mut};
 
-#[cfg(feature = "nginx")]
-mod module {
-    use core::ptr::{addr_of, addr_of_mut};
+use ngx::ffi::{ngx_module_t, ngx_stream_module_t, NGX_STREAM_MODULE};
 
-    use ngx::ffi::{ngx_module_t, ngx_stream_module_t, NGX_STREAM_MODULE};
+use crate::conf::MqttSrvConf;
+use crate::session::SessionCtx;
+use crate::stream::{create_srv_conf, merge_srv_conf, StreamModule};
 
-    use crate::{conf, preread, variables};
+/// This module, for the typed accessors of [`stream`].
+struct Module;
 
-    static MODULE_CTX: ngx_stream_module_t = ngx_stream_module_t {
-        preconfiguration: Some(variables::add_variables),
-        postconfiguration: Some(preread::postconfiguration),
-        create_main_conf: None,
-        init_main_conf: None,
-        create_srv_conf: Some(conf::create_srv_conf),
-        merge_srv_conf: Some(conf::merge_srv_conf),
-    };
+// SAFETY: the module's create_srv_conf makes MqttSrvConf, and its context
+// slot is only set to a SessionCtx (session::SessionCtx::create).
+unsafe impl StreamModule for Module {
+    type SrvConf = MqttSrvConf;
+    type Ctx = SessionCtx;
 
-    #[no_mangle]
-    #[used]
-    pub static mut ngx_stream_mqtt_preread_module: ngx_module_t = ngx_module_t {
-        ctx: addr_of!(MODULE_CTX).cast_mut().cast(),
-        // Only the address is taken; nginx owns the table from here.
-        commands: addr_of_mut!(conf::COMMANDS).cast(),
-        type_: NGX_STREAM_MODULE as _,
-        ..ngx_module_t::default()
-    };
-
-    ngx::ngx_modules!(ngx_stream_mqtt_preread_module);
-
-    /// This module, as nginx numbered it.
-    pub(crate) fn module() -> &'static ngx_module_t {
+    fn module() -> &'static ngx_module_t {
         // SAFETY: nginx writes the indexes once while loading the
         // configuration, before any handler that reads them runs.
         unsafe { &*addr_of!(ngx_stream_mqtt_preread_module) }
     }
 }
+
+static MODULE_CTX: ngx_stream_module_t = ngx_stream_module_t {
+    preconfiguration: Some(variables::add_variables),
+    postconfiguration: Some(preread::postconfiguration),
+    create_main_conf: None,
+    init_main_conf: None,
+    create_srv_conf: Some(create_srv_conf::<Module>),
+    merge_srv_conf: Some(merge_srv_conf::<Module>),
+};
+
+#[no_mangle]
+#[used]
+pub static mut ngx_stream_mqtt_preread_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(MODULE_CTX).cast_mut().cast(),
+    // Only the address is taken; nginx owns the table from here.
+    commands: addr_of_mut!(conf::COMMANDS).cast(),
+    type_: NGX_STREAM_MODULE as _,
+    ..ngx_module_t::default()
+};
+
+ngx::ngx_modules!(ngx_stream_mqtt_preread_module);

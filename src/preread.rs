@@ -1,68 +1,41 @@
-//! The preread phase handler, and the gate in front of the content handler
-//! that keeps undecided sessions away from the brokers.
+//! The preread phase handler: reads the CONNECT into the session's buffer,
+//! parses it once it is whole, and applies the identity policy.
 
 use core::ptr::{self, NonNull};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use mqtt_core::escape::Escaped;
+use mqtt_core::packet::{Connect, Parsed};
+use mqtt_core::policy::{check_client_id, ClientIdPolicy, RejectReason};
 use ngx::ffi::{
-    nginx_version, ngx_conf_t, ngx_connection_t, ngx_create_temp_buf, ngx_event_flags, ngx_int_t,
-    ngx_pfree, ngx_stream_finalize_session, ngx_stream_session_t, ngx_uint_t, ngx_use_epoll_rdhup,
-    NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR, NGX_STREAM_OK,
-    NGX_USE_CLEAR_EVENT, NGX_USE_EPOLL_EVENT, NGX_USE_KQUEUE_EVENT,
+    ngx_buf_t, ngx_conf_t, ngx_connection_t, ngx_create_temp_buf, ngx_int_t, ngx_pfree,
+    ngx_stream_session_t, NGX_LOG_ALERT,
 };
 
 use crate::cert::with_peer_certificate;
 use crate::conf::MqttSrvConf;
-use crate::escape::Escaped;
+use crate::gate::{install_gates, settle_undecided};
 use crate::log::{mqtt_debug, mqtt_log};
-use crate::module;
-use crate::mqtt::connack::{encode_connack, MAX_CONNACK_LEN};
-use crate::mqtt::{parse_connect, Connect, InvalidReason, Parsed, ProtocolLevel};
-use crate::policy::{check_client_id, ClientIdPolicy, RejectReason};
-use crate::session::{borrowed_str, cert_cn_copy, str_bytes, Outcome, SessionCtx};
-use crate::stream::{
-    core_main_conf, prepend_log_handler, push_preread_handler, server_module_conf, servers,
-    SessionExt,
-};
+use crate::refusal::{refuse, INTERNAL_ERROR};
+use crate::session::{borrowed_str, cert_cn_copy, Outcome, SessionCtx};
+use crate::stream::{Session, StreamConf, NGX_AGAIN, NGX_DECLINED, NGX_ERROR, NGX_OK};
+use crate::Module;
 
-const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
-const NGX_ERROR: ngx_int_t = ngx::ffi::NGX_ERROR as ngx_int_t;
-const NGX_AGAIN: ngx_int_t = ngx::ffi::NGX_AGAIN as ngx_int_t;
-const NGX_DECLINED: ngx_int_t = ngx::ffi::NGX_DECLINED as ngx_int_t;
-const INTERNAL_ERROR: ngx_int_t = NGX_STREAM_INTERNAL_SERVER_ERROR as ngx_int_t;
-
-/// Postconfiguration: installs the preread handler, and the content gate in
-/// every server that must see an accepted CONNECT before proxying.
+/// Postconfiguration: installs the preread handler, the gate in front of
+/// the content handler of every server that must see an accepted CONNECT,
+/// and the log-phase fix-up.
 pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-    // SAFETY: called by nginx inside the stream block with a valid cf.
-    let Some(cmcf) = (unsafe { core_main_conf(cf) }) else {
+    // SAFETY: nginx calls a stream module's postconfiguration inside the
+    // stream block, after parsing and merging.
+    let Some(mut stream) = (unsafe { StreamConf::from_conf(cf) }) else {
         return NGX_ERROR;
     };
-    let mut enabled_anywhere = false;
-    // SAFETY: parsing and merging are done, so every server is complete.
-    for cscf in unsafe { servers(cmcf) } {
-        // SAFETY: as above.
-        let Some(conf) = (unsafe { server_module_conf::<MqttSrvConf>(cscf, module()) }) else {
-            continue;
-        };
-        if !conf.enabled() {
-            continue;
-        }
-        enabled_anywhere = true;
-        if conf.requires_connect() && cscf.handler.is_some() {
-            conf.content_handler = cscf.handler;
-            cscf.handler = Some(content_gate);
-        }
-    }
-    if !enabled_anywhere {
+    if !install_gates(&mut stream) {
         return NGX_OK;
     }
-    // SAFETY: this is postconfiguration of a stream module.
-    let installed = unsafe {
-        push_preread_handler(cmcf, Some(preread_handler))
-            && prepend_log_handler(cmcf, Some(settle_undecided))
-    };
-    if installed {
+    if stream.push_preread_handler(Some(preread_handler))
+        && stream.prepend_log_handler(Some(settle_undecided))
+    {
         NGX_OK
     } else {
         NGX_ERROR
@@ -72,34 +45,41 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 /// The preread phase handler. A panic becomes a logged 500, never an unwind
 /// into nginx.
 unsafe extern "C" fn preread_handler(s: *mut ngx_stream_session_t) -> ngx_int_t {
-    // SAFETY: nginx passes the live session being processed.
-    let session = unsafe { &mut *s };
-    match catch_unwind(AssertUnwindSafe(|| preread(session))) {
+    // SAFETY: nginx passes the live session being processed, and runs one
+    // handler at a time.
+    let Some(mut s) = (unsafe { Session::from_ptr(s) }) else {
+        return NGX_ERROR;
+    };
+    match catch_unwind(AssertUnwindSafe(|| preread(&mut s))) {
         Ok(rc) => rc,
         Err(_) => {
-            let c = session.connection();
-            mqtt_log!(NGX_LOG_ALERT, c.log, "internal error while reading CONNECT");
+            mqtt_log!(
+                NGX_LOG_ALERT,
+                s.connection().log,
+                "internal error while reading CONNECT"
+            );
             INTERNAL_ERROR
         }
     }
 }
 
-fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
-    let Some(conf) = s.srv_conf::<MqttSrvConf>(module()) else {
+fn preread(s: &mut Session<'_>) -> ngx_int_t {
+    let Some(conf) = s.srv_conf::<Module>() else {
         return NGX_DECLINED;
     };
     if !conf.enabled() || s.connection().type_ != libc::SOCK_STREAM {
         return NGX_DECLINED;
     }
-    let Some(ctx) = session_ctx(s) else {
+    let Some(limit) = s.core_srv_conf().map(|cscf| cscf.preread_buffer_size) else {
+        return NGX_ERROR;
+    };
+    let Some((c, ctx)) = session_ctx(s) else {
         return NGX_ERROR;
     };
     if ctx.outcome != Outcome::Pending {
         return NGX_DECLINED;
     }
 
-    let c = s.connection();
-    let limit = s.core_srv_conf().preread_buffer_size;
     if c.buffer.is_null() {
         // Nothing read yet: nginx reads into the context's buffer, sized for
         // a typical CONNECT, rather than allocate preread_buffer_size.
@@ -107,23 +87,18 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
         return NGX_AGAIN;
     }
     loop {
-        // SAFETY: c.buffer is the preread buffer; [pos, last) holds the
-        // bytes received so far, which stay put until this handler returns
-        // or resizes the buffer.
-        let (received, capacity) = unsafe {
-            let b = &*c.buffer;
-            (
-                core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize),
-                b.end.offset_from(b.pos) as usize,
-            )
-        };
-        match parse_connect(received, limit) {
+        // SAFETY: c.buffer is the preread buffer, a pool allocation apart
+        // from the connection and the context; its bytes stay put until
+        // this handler returns or replaces the buffer, which ends the
+        // iteration that borrowed them.
+        let (received, capacity) = unsafe { buffer_contents(c.buffer) };
+        match ctx.framer.parse(received, limit) {
             // The Remaining Length says the packet does not fit: make room
             // for all of it (the parser has checked it is within the limit).
             Parsed::Incomplete {
                 needed: Some(needed),
             } if received.len() + needed > capacity => {
-                if !resize_buffer(c, ctx, received.len() + needed) {
+                if !resize_buffer(c, ctx, received.len() + needed, Old::Free) {
                     return NGX_ERROR;
                 }
                 // A peeking nginx looks at the socket again only on the next
@@ -136,20 +111,68 @@ fn preread(s: &mut ngx_stream_session_t) -> ngx_int_t {
             }
             Parsed::Incomplete { .. } => return NGX_AGAIN,
             Parsed::Invalid { reason, level } => {
+                ctx.level = level;
                 if conf.requires_connect() {
-                    return reject(c, conf, ctx, RejectReason::Invalid(reason), level, limit);
-                }
-                // Preread handlers after this one get the room nginx would
-                // have given them.
-                if capacity < limit && !resize_buffer(c, ctx, limit) {
-                    return NGX_ERROR;
+                    return refuse(c, conf, ctx, RejectReason::Invalid(reason), None, limit);
                 }
                 ctx.outcome = Outcome::PassedUnparsed;
                 mqtt_debug!(c.log, "not a valid CONNECT ({}), proxied", reason.message());
-                return NGX_DECLINED;
+                break;
             }
-            Parsed::Connect(connect) => return decide(c, conf, ctx, &connect, limit),
+            Parsed::Connect(connect) => {
+                let rc = decide(c, conf, ctx, &connect, limit);
+                if rc != NGX_DECLINED {
+                    return rc;
+                }
+                break;
+            }
         }
+    }
+    // A preread handler after this one gets the room nginx would have given
+    // it: preread_buffer_size, not what is left of a buffer sized for the
+    // CONNECT.
+    if s.later_handler_in_phase() {
+        let (c, ctx) = match s.connection_and_ctx::<Module>() {
+            (c, Some(ctx)) => (c, ctx),
+            (_, None) => return NGX_ERROR,
+        };
+        // SAFETY: as above; only the room is read.
+        let (_, capacity) = unsafe { buffer_contents(c.buffer) };
+        // The old buffer stays: the variables point into it.
+        if capacity < limit && !resize_buffer(c, ctx, limit, Old::Keep) {
+            return NGX_ERROR;
+        }
+    }
+    NGX_DECLINED
+}
+
+/// The connection and the session's context, created on first use.
+pub fn session_ctx<'s>(
+    s: &'s mut Session<'_>,
+) -> Option<(&'s mut ngx_connection_t, &'s mut SessionCtx)> {
+    if s.ctx::<Module>().is_none() {
+        let ctx = SessionCtx::create(s.connection().pool)?;
+        s.set_ctx::<Module>(ctx);
+    }
+    match s.connection_and_ctx::<Module>() {
+        (c, Some(ctx)) => Some((c, ctx)),
+        (_, None) => None,
+    }
+}
+
+/// The received bytes of a buffer, and its room from `pos`.
+///
+/// # Safety
+/// `b` is a valid buffer whose `[pos, last)` is initialised and whose bytes
+/// are neither written nor freed while the slice lives.
+unsafe fn buffer_contents<'b>(b: *const ngx_buf_t) -> (&'b [u8], usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let b = &*b;
+        (
+            core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize),
+            b.end.offset_from(b.pos) as usize,
+        )
     }
 }
 
@@ -185,33 +208,41 @@ fn decide(
             );
             NGX_DECLINED
         }
-        Err(reason) => reject(c, conf, ctx, reason, Some(connect.level), limit),
+        Err(reason) => refuse(c, conf, ctx, reason, Some(connect), limit),
     }
 }
 
+/// What becomes of the buffer [`resize_buffer`] replaces.
+#[derive(PartialEq)]
+enum Old {
+    /// Freed, unless it is the context's own: nothing points into it yet.
+    Free,
+    /// Left to the pool: the variables point into it.
+    Keep,
+}
+
 /// Replaces the preread buffer with one of `size` bytes that starts with the
-/// bytes of the old one (as many as fit), and frees the old one unless it
-/// is the context's own.
-fn resize_buffer(c: &mut ngx_connection_t, ctx: &SessionCtx, size: usize) -> bool {
+/// bytes of the old one (as many as fit).
+fn resize_buffer(c: &mut ngx_connection_t, ctx: &SessionCtx, size: usize, old_buffer: Old) -> bool {
     // SAFETY: c.pool is the connection's live pool.
-    let Some(mut new) = NonNull::new(unsafe { ngx_create_temp_buf(c.pool, size) }) else {
+    let Some(new) = NonNull::new(unsafe { ngx_create_temp_buf(c.pool, size) }) else {
         return false;
     };
-    // SAFETY: a fresh buffer, not aliased.
-    let new = unsafe { new.as_mut() };
-    // SAFETY: when set, c.buffer is the preread buffer.
-    if let Some(old) = unsafe { c.buffer.as_ref() } {
-        // SAFETY: [pos, last) of the old buffer are initialised, the new one
-        // has room for `kept` bytes, and the two do not overlap.
+    let new = new.as_ptr();
+    let old = c.buffer;
+    if !old.is_null() {
+        // SAFETY: old is the preread buffer, [pos, last) initialised; new is
+        // a fresh buffer with room for `kept` bytes; the two do not overlap.
+        // Nothing refers to the old bytes once the buffer is swapped.
         unsafe {
-            let kept = (old.last.offset_from(old.pos) as usize).min(size);
-            ptr::copy_nonoverlapping(old.pos, new.pos, kept);
-            new.last = new.pos.add(kept);
-        }
-        if !ctx.owns_buffer(old) {
-            // SAFETY: frees a large allocation of the pool, and declines
-            // anything else; nothing refers to the old bytes any more.
-            unsafe { ngx_pfree(c.pool, old.start.cast()) };
+            let kept = ((*old).last.offset_from((*old).pos) as usize).min(size);
+            ptr::copy_nonoverlapping((*old).pos, (*new).pos, kept);
+            (*new).last = (*new).pos.add(kept);
+            if old_buffer == Old::Free && !ctx.owns_buffer(old) {
+                // Frees a large allocation of the pool, and declines
+                // anything else.
+                ngx_pfree(c.pool, (*old).start.cast());
+            }
         }
     }
     c.buffer = new;
@@ -221,220 +252,51 @@ fn resize_buffer(c: &mut ngx_connection_t, ctx: &SessionCtx, size: usize) -> boo
 /// Whether nginx prereads this connection with `MSG_PEEK`, as
 /// `ngx_stream_preread_can_peek()` decides (nginx 1.25.5 and later, plain
 /// TCP, edge-triggered kqueue, or epoll with `EPOLLRDHUP`).
+#[cfg(ngx_peeking_preread)]
 fn preread_peeks(c: &ngx_connection_t) -> bool {
-    if nginx_version < 1_025_005 || !c.ssl.is_null() {
+    use ngx::ffi::{ngx_event_flags, ngx_uint_t};
+    use ngx::ffi::{NGX_USE_CLEAR_EVENT, NGX_USE_EPOLL_EVENT, NGX_USE_KQUEUE_EVENT};
+
+    if crate::cert::is_tls(c) {
         return false;
     }
-    // SAFETY: plain reads of globals the event module sets at start-up.
-    let (flags, rdhup) = unsafe { (ngx_event_flags, ngx_use_epoll_rdhup) };
+    // SAFETY: a plain read of a global the event module sets at start-up.
+    let flags = unsafe { ngx_event_flags };
     let uses = |flag: u32| flags & flag as ngx_uint_t != 0;
+    // SAFETY: as above; the variable exists only where nginx was built with
+    // EPOLLRDHUP, and is set when the kernel has it.
+    #[cfg(ngx_feature = "have_epollrdhup")]
+    let rdhup = unsafe { ngx::ffi::ngx_use_epoll_rdhup } != 0;
+    #[cfg(not(ngx_feature = "have_epollrdhup"))]
+    let rdhup = false;
     uses(NGX_USE_CLEAR_EVENT)
-        && (uses(NGX_USE_KQUEUE_EVENT) || (uses(NGX_USE_EPOLL_EVENT) && rdhup != 0))
+        && (uses(NGX_USE_KQUEUE_EVENT) || (uses(NGX_USE_EPOLL_EVENT) && rdhup))
+}
+
+/// Before nginx 1.25.5 preread always reads.
+#[cfg(not(ngx_peeking_preread))]
+fn preread_peeks(_: &ngx_connection_t) -> bool {
+    false
 }
 
 /// Peeks at the socket again, into the whole preread buffer, as a peeking
 /// nginx does; whether that brought any bytes.
 fn peek_again(c: &ngx_connection_t) -> bool {
-    // SAFETY: c.buffer is the preread buffer, writable from pos to end.
+    // SAFETY: c.buffer is the preread buffer, writable from pos to end, and
+    // no slice of it is alive.
     unsafe {
-        let b = &mut *c.buffer;
-        let room = b.end.offset_from(b.pos) as usize;
+        let b = c.buffer;
+        let room = (*b).end.offset_from((*b).pos) as usize;
         let n = libc::recv(
             c.fd,
-            b.pos.cast(),
+            (*b).pos.cast(),
             room,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         );
         if n <= 0 {
             return false;
         }
-        b.last = b.pos.add(n as usize);
+        (*b).last = (*b).pos.add(n as usize);
     }
     true
-}
-
-/// The session's context, created on first use.
-fn session_ctx(s: &mut ngx_stream_session_t) -> Option<&'static mut SessionCtx> {
-    if let Some(ctx) = s.module_ctx::<SessionCtx>(module()) {
-        // SAFETY: the context lives in the connection pool, as long as the session.
-        return Some(unsafe { &mut *(ctx as *mut SessionCtx) });
-    }
-    let ctx = SessionCtx::create(s.connection().pool)?;
-    s.set_module_ctx(module(), NonNull::from(&mut *ctx));
-    Some(ctx)
-}
-
-/// Refuses a session: logs why, tells the device with a CONNACK where its
-/// protocol allows one, and returns the session status.
-fn reject(
-    c: &mut ngx_connection_t,
-    conf: &MqttSrvConf,
-    ctx: &mut SessionCtx,
-    reason: RejectReason,
-    level: Option<ProtocolLevel>,
-    preread_buffer_size: usize,
-) -> ngx_int_t {
-    ctx.outcome = Outcome::Rejected(reason);
-    let cert_cn = ctx.cert_cn(c);
-    let too_large = reason == RejectReason::Invalid(InvalidReason::TooLarge);
-    // Identity failures and a too small buffer are for the operator to see;
-    // broken packets are the client's problem, as nginx logs them.
-    let log_level = if reason.status() == 403 || too_large {
-        NGX_LOG_WARN
-    } else {
-        NGX_LOG_INFO
-    };
-    if too_large {
-        mqtt_log!(
-            log_level,
-            c.log,
-            "rejected ({}): CONNECT is larger than preread_buffer_size ({} bytes)",
-            reason.token(),
-            preread_buffer_size
-        );
-    } else {
-        mqtt_log!(
-            log_level,
-            c.log,
-            "rejected ({}): {}, client_id: \"{}\", cert_cn: \"{}\"",
-            reason.token(),
-            reason.message(),
-            Escaped(str_bytes(&ctx.client_id)),
-            Escaped(str_bytes(&cert_cn))
-        );
-    }
-    if c.ssl.is_null() {
-        discard_unread(c);
-    }
-    if conf.reject_connack == 1 {
-        if let Some(code) = reason.connack_code(level) {
-            send_connack(c, level, code, reason.message());
-        }
-    }
-    reason.status() as ngx_int_t
-}
-
-/// Writes a CONNACK carrying `code` to the device.
-fn send_connack(c: &mut ngx_connection_t, level: Option<ProtocolLevel>, code: u8, reason: &str) {
-    // An unknown protocol version is answered in the 3.1.1 format, as brokers do.
-    let level = level.unwrap_or(ProtocolLevel::V311);
-    let reason_string = (level == ProtocolLevel::V5).then_some(reason);
-    let mut packet = [0u8; MAX_CONNACK_LEN];
-    let len = encode_connack(level, code, reason_string, &mut packet);
-    let Some(send) = c.send else {
-        return;
-    };
-    // SAFETY: c is live and packet holds len initialised bytes.
-    let sent = unsafe { send(c, packet.as_mut_ptr(), len) };
-    if sent != len as isize {
-        mqtt_debug!(c.log, "CONNACK not sent whole ({} of {} bytes)", sent, len);
-    }
-}
-
-/// Reads and drops what the device sent and nginx has not consumed.
-///
-/// Plain-TCP preread only peeks (nginx 1.25.5 and later), so the CONNECT is
-/// still in the socket: closing over unread bytes sends an RST instead of a
-/// clean FIN, and the RST can destroy a CONNACK before the device reads it.
-fn discard_unread(c: &ngx_connection_t) {
-    let mut scratch = [0u8; 4096];
-    // Bounded: a device that keeps sending is cut off with an RST anyway.
-    for _ in 0..16 {
-        // SAFETY: c.fd is the connection's socket; scratch is writable.
-        let n = unsafe {
-            libc::recv(
-                c.fd,
-                scratch.as_mut_ptr().cast(),
-                scratch.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n <= 0 {
-            break;
-        }
-    }
-}
-
-/// Log phase, before the access log: a session that ends while its CONNECT is
-/// still incomplete was closed by nginx itself, when the client went away or
-/// `preread_timeout` expired, with status 200 and no call to the preread
-/// handler. Record it as the rejection it is.
-unsafe extern "C" fn settle_undecided(s: *mut ngx_stream_session_t) -> ngx_int_t {
-    // SAFETY: nginx passes the live session being finalized.
-    let session = unsafe { &mut *s };
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        let Some(conf) = session.srv_conf::<MqttSrvConf>(module()) else {
-            return;
-        };
-        let Some(ctx) = session.module_ctx::<SessionCtx>(module()) else {
-            return;
-        };
-        // nginx ends an unfinished preread with status 200; any other status
-        // is an error of its own, which stays as it is.
-        let ended_in_preread = session.status == NGX_STREAM_OK as ngx_uint_t;
-        if !conf.enabled() || ctx.outcome != Outcome::Pending || !ended_in_preread {
-            return;
-        }
-        let status = reject(
-            session.connection(),
-            conf,
-            ctx,
-            RejectReason::Incomplete,
-            None,
-            0,
-        );
-        session.status = status as ngx_uint_t;
-    }));
-    NGX_OK
-}
-
-/// Stands in front of the server's content handler: only sessions the
-/// preread handler decided reach the upstream. nginx runs a phase's handlers
-/// in reverse order of registration, so a module loaded after this one reads
-/// first, and if it returns `NGX_OK` (`js_preread` with `s.done()` does) the
-/// rest of the phase, this module's handler included, is skipped. Such a
-/// session must not be proxied unauthenticated.
-unsafe extern "C" fn content_gate(s: *mut ngx_stream_session_t) {
-    // SAFETY: nginx passes the live session being processed.
-    let session = unsafe { &mut *s };
-    let status = match catch_unwind(AssertUnwindSafe(|| gate(session))) {
-        Ok(None) => return,
-        Ok(Some(status)) => status,
-        Err(_) => {
-            let c = session.connection();
-            mqtt_log!(NGX_LOG_ALERT, c.log, "internal error before proxying");
-            INTERNAL_ERROR
-        }
-    };
-    // SAFETY: the session is live and not yet finalized.
-    unsafe { ngx_stream_finalize_session(s, status as ngx_uint_t) };
-}
-
-/// Runs the content handler for a decided session; otherwise returns the
-/// status to finalize with.
-fn gate(s: &mut ngx_stream_session_t) -> Option<ngx_int_t> {
-    let Some(conf) = s.srv_conf::<MqttSrvConf>(module()) else {
-        return Some(INTERNAL_ERROR);
-    };
-    // The gate is installed only in front of an existing handler.
-    let Some(handler) = conf.content_handler else {
-        return Some(INTERNAL_ERROR);
-    };
-    let outcome = s.module_ctx::<SessionCtx>(module()).map(|ctx| ctx.outcome);
-    let c = s.connection();
-    if matches!(outcome, Some(Outcome::Accepted | Outcome::PassedUnparsed))
-        || c.type_ != libc::SOCK_STREAM
-    {
-        // SAFETY: handler is the server's own content handler.
-        unsafe { handler(s) };
-        return None;
-    }
-    if let Some(Outcome::Rejected(reason)) = outcome {
-        return Some(reason.status() as ngx_int_t);
-    }
-    let Some(ctx) = session_ctx(s) else {
-        return Some(INTERNAL_ERROR);
-    };
-    let c = s.connection();
-    Some(reject(c, conf, ctx, RejectReason::Incomplete, None, 0))
 }

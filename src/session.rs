@@ -6,9 +6,8 @@ use core::ptr::{self, NonNull};
 use ngx::ffi::{ngx_buf_t, ngx_connection_t, ngx_palloc, ngx_pnalloc, ngx_pool_t, ngx_str_t};
 
 use crate::cert::with_peer_certificate;
-use crate::identity::CommonName;
-use crate::mqtt::ProtocolLevel;
-use crate::policy::{PeerCertificate, RejectReason};
+use mqtt_core::packet::{ConnectFramer, ProtocolLevel};
+use mqtt_core::policy::{CommonName, PeerCertificate, RejectReason};
 
 /// What the module decided about a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +29,8 @@ pub enum Outcome {
 /// the preread together.
 pub const FIRST_READ_SIZE: usize = 832;
 
-/// Everything the variables expose, and the buffer the CONNECT is read into.
+/// Everything the variables expose, and where the module's own first-read
+/// buffer is.
 ///
 /// The ClientId and Username point into the preread buffer: it belongs to
 /// the connection pool, and nginx does not write over bytes once read (the
@@ -38,60 +38,89 @@ pub const FIRST_READ_SIZE: usize = 832;
 /// the same bytes again).
 pub struct SessionCtx {
     pub outcome: Outcome,
+    /// When the growing buffer is worth parsing again.
+    pub framer: ConnectFramer,
     pub level: Option<ProtocolLevel>,
     pub client_id: ngx_str_t,
     pub username: ngx_str_t,
     /// `None` until the certificate has been looked at.
     pub cert_cn: Option<ngx_str_t>,
-    first_read: ngx_buf_t,
-    first_read_data: MaybeUninit<[u8; FIRST_READ_SIZE]>,
+    /// The buffer beside the context in the same allocation. nginx reads
+    /// into it and the parsed fields point into it, so it is reached only
+    /// through this pointer, never through a reference to the context.
+    first_read: NonNull<FirstRead>,
+}
+
+struct FirstRead {
+    buf: ngx_buf_t,
+    data: MaybeUninit<[u8; FIRST_READ_SIZE]>,
+}
+
+/// The context and its buffer, allocated together.
+#[repr(C)]
+struct SessionAlloc {
+    ctx: SessionCtx,
+    first_read: FirstRead,
 }
 
 // One allocation of at most 1 KiB, which glibc serves from its per-thread
 // cache, aligned as ngx_palloc aligns.
-const _: () = assert!(size_of::<SessionCtx>() <= 1024);
-const _: () = assert!(align_of::<SessionCtx>() <= align_of::<usize>());
+const _: () = assert!(size_of::<SessionAlloc>() <= 1024);
+const _: () = assert!(align_of::<SessionAlloc>() <= align_of::<usize>());
 
 impl SessionCtx {
     /// A new context in `pool`, which it never outlives.
-    pub fn create(pool: *mut ngx_pool_t) -> Option<&'static mut SessionCtx> {
+    pub fn create(pool: *mut ngx_pool_t) -> Option<NonNull<SessionCtx>> {
         // SAFETY: pool is the connection's live pool; ngx_palloc aligns to
-        // NGX_ALIGNMENT (a pointer), as much as SessionCtx needs.
-        let ctx = NonNull::new(unsafe { ngx_palloc(pool, size_of::<SessionCtx>()) })?
-            .cast::<SessionCtx>();
-        let p = ctx.as_ptr();
-        // SAFETY: p is a fresh allocation for one SessionCtx, which lives as
-        // long as the pool and needs no destructor. Each field is written in
-        // place; the buffer bytes stay uninitialised until nginx reads into
-        // them, and the ngx_buf_t is zeroed, what ngx_calloc_buf makes.
+        // NGX_ALIGNMENT (a pointer), as much as SessionAlloc needs.
+        let alloc = NonNull::new(unsafe { ngx_palloc(pool, size_of::<SessionAlloc>()) })?
+            .cast::<SessionAlloc>();
+        let p = alloc.as_ptr();
+        // SAFETY: p is a fresh allocation for one SessionAlloc, which lives
+        // as long as the pool and needs no destructor. The context is
+        // written whole; of the buffer, only the ngx_buf_t is zeroed (what
+        // ngx_calloc_buf makes): its bytes stay uninitialised until nginx
+        // reads into them.
         unsafe {
-            ptr::addr_of_mut!((*p).outcome).write(Outcome::Pending);
-            ptr::addr_of_mut!((*p).level).write(None);
-            ptr::addr_of_mut!((*p).client_id).write(EMPTY);
-            ptr::addr_of_mut!((*p).username).write(EMPTY);
-            ptr::addr_of_mut!((*p).cert_cn).write(None);
-            ptr::addr_of_mut!((*p).first_read).write_bytes(0, 1);
-            Some(&mut *p)
+            let first_read = NonNull::new_unchecked(ptr::addr_of_mut!((*p).first_read));
+            ptr::addr_of_mut!((*first_read.as_ptr()).buf).write_bytes(0, 1);
+            ptr::addr_of_mut!((*p).ctx).write(SessionCtx {
+                outcome: Outcome::Pending,
+                framer: ConnectFramer::default(),
+                level: None,
+                client_id: EMPTY,
+                username: EMPTY,
+                cert_cn: None,
+                first_read,
+            });
         }
+        // repr(C): the context is at the start of the allocation.
+        Some(alloc.cast())
     }
 
     /// The context's own buffer, made empty, with room for `size` bytes (at
     /// most [`FIRST_READ_SIZE`]).
     pub fn first_read_buffer(&mut self, size: usize) -> *mut ngx_buf_t {
-        let start = self.first_read_data.as_mut_ptr().cast::<u8>();
-        let b = &mut self.first_read;
-        b.start = start;
-        b.pos = start;
-        b.last = start;
-        // SAFETY: at most FIRST_READ_SIZE bytes past the start of the data.
-        b.end = unsafe { start.add(size.min(FIRST_READ_SIZE)) };
-        b.set_temporary(1);
-        b
+        let fr = self.first_read.as_ptr();
+        // SAFETY: fr is the FirstRead of this context's allocation, alive as
+        // long as the context; no reference to it exists. The end is at most
+        // FIRST_READ_SIZE bytes past the start of its data.
+        unsafe {
+            let start = ptr::addr_of_mut!((*fr).data).cast::<u8>();
+            let b = ptr::addr_of_mut!((*fr).buf);
+            (*b).start = start;
+            (*b).pos = start;
+            (*b).last = start;
+            (*b).end = start.add(size.min(FIRST_READ_SIZE));
+            (*b).set_temporary(1);
+            b
+        }
     }
 
     /// Whether `b` is the context's own buffer.
-    pub fn owns_buffer(&self, b: &ngx_buf_t) -> bool {
-        ptr::eq(b, &self.first_read)
+    pub fn owns_buffer(&self, b: *const ngx_buf_t) -> bool {
+        // SAFETY: only the address of the field is taken.
+        ptr::eq(b, unsafe { ptr::addr_of!((*self.first_read.as_ptr()).buf) })
     }
 
     /// The CN of the verified client certificate, empty without one; read

@@ -7,13 +7,11 @@ use ngx::ffi::{
     ngx_stream_session_t, ngx_stream_variable_value_t, NGX_STREAM_VAR_NOCACHEABLE,
 };
 
-use crate::module;
-use crate::mqtt::ProtocolLevel;
-use crate::session::{Outcome, SessionCtx, EMPTY};
-use crate::stream::SessionExt;
+use mqtt_core::packet::ProtocolLevel;
 
-const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
-const NGX_ERROR: ngx_int_t = ngx::ffi::NGX_ERROR as ngx_int_t;
+use crate::session::{Outcome, EMPTY};
+use crate::stream::{Session, NGX_ERROR, NGX_OK};
+use crate::Module;
 
 #[derive(Clone, Copy)]
 enum Variable {
@@ -62,19 +60,18 @@ unsafe extern "C" fn get_variable(
     v: *mut ngx_stream_variable_value_t,
     data: usize,
 ) -> ngx_int_t {
-    // SAFETY: nginx passes the live session and a value slot to fill.
-    let (s, v) = unsafe { (&mut *s, &mut *v) };
+    // SAFETY: nginx passes the live session and a value slot to fill, while
+    // no handler of this module runs.
+    let (Some(mut s), Some(v)) = (unsafe { (Session::from_ptr(s), v.as_mut()) }) else {
+        return NGX_ERROR;
+    };
     // A panic (reading $mqtt_cert_cn parses the certificate) must not unwind
     // into nginx; the variable then fails to evaluate.
-    catch_unwind(AssertUnwindSafe(|| evaluate(s, v, data))).unwrap_or(NGX_ERROR)
+    catch_unwind(AssertUnwindSafe(|| evaluate(&mut s, v, data))).unwrap_or(NGX_ERROR)
 }
 
-fn evaluate(
-    s: &ngx_stream_session_t,
-    v: &mut ngx_stream_variable_value_t,
-    data: usize,
-) -> ngx_int_t {
-    let Some(ctx) = s.module_ctx::<SessionCtx>(module()) else {
+fn evaluate(s: &mut Session<'_>, v: &mut ngx_stream_variable_value_t, data: usize) -> ngx_int_t {
+    let (c, Some(ctx)) = s.connection_and_ctx::<Module>() else {
         v.set_not_found(1);
         return NGX_OK;
     };
@@ -85,7 +82,7 @@ fn evaluate(
             Some(level) => static_str(protocol_level_text(level)),
             None => EMPTY,
         },
-        x if x == Variable::CertCn as usize => ctx.cert_cn(s.connection()),
+        x if x == Variable::CertCn as usize => ctx.cert_cn(c),
         x if x == Variable::RejectReason as usize => match ctx.outcome {
             Outcome::Rejected(reason) => static_str(reason.token()),
             _ => EMPTY,

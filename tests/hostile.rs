@@ -6,7 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::client::{connect_packet, put_str, Connect};
+use mqtt_core::packet::encode::{put_binary, put_var_int};
+use support::client::{connect_packet, Connect};
 use support::{pki, Deployment, Listener, MqttCli, RawClient, ReadEnd, SessionKey, Version};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -23,7 +24,7 @@ fn malformed_v3() -> Vec<(&'static str, Vec<u8>)> {
     let id_len = valid.len() - 5;
     id_overruns[id_len..id_len + 2].copy_from_slice(&[0x00, 0x7f]);
     let mut bad_name = Vec::new();
-    put_str(&mut bad_name, b"MQTX");
+    put_binary(&mut bad_name, b"MQTX");
     bad_name.extend_from_slice(&[4, 2, 0, 60, 0, 1, b'x']);
     bad_name.splice(0..0, [0x10, bad_name.len() as u8]);
     vec![
@@ -183,11 +184,11 @@ fn oversized_connect_is_rejected_without_waiting_for_it() {
     let d = hostile_deployment();
     // Declares 100 000 bytes against a 1k preread buffer; sends only 60.
     let mut head = vec![0x10];
-    support::client::put_var_int(&mut head, 100_000);
+    put_var_int(&mut head, 100_000);
     let mut body = Vec::new();
-    put_str(&mut body, b"MQTT");
+    put_binary(&mut body, b"MQTT");
     body.extend_from_slice(&[4, 2, 0, 60]);
-    put_str(&mut body, &[b'x'; 48]);
+    put_binary(&mut body, &[b'x'; 48]);
     head.extend_from_slice(&body);
     let (reply, local, elapsed) = send_and_read(d.port("small"), &head);
     assert!(
@@ -204,7 +205,7 @@ fn oversized_connect_is_rejected_without_waiting_for_it() {
     let mut client = RawClient::tls(d.port("tls"), pki(), None);
     let local = client.session();
     let mut big = vec![0x10];
-    support::client::put_var_int(&mut big, 1_000_000);
+    put_var_int(&mut big, 1_000_000);
     big.extend_from_slice(&body);
     client.send(&big).expect("send");
     let reply = client.read_to_close(WAIT);

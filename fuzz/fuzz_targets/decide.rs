@@ -18,10 +18,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_stream_mqtt_preread_module::identity::PeerIdentity;
-use ngx_stream_mqtt_preread_module::mqtt::connack::{encode_connack, MAX_CONNACK_LEN};
-use ngx_stream_mqtt_preread_module::mqtt::{parse_connect, Parsed, ProtocolLevel};
-use ngx_stream_mqtt_preread_module::policy::{
+use mqtt_core::policy::PeerIdentity;
+use mqtt_core::packet::connack::MAX_CONNACK_LEN;
+use mqtt_core::packet::{parse_connect, Parsed, ProtocolLevel};
+use mqtt_core::policy::{
     check_client_id, ClientIdPolicy, PeerCertificate, RejectReason,
 };
 
@@ -142,10 +142,10 @@ fn verified_parts(bytes: &[u8]) -> PeerCertificate<'_> {
 fn check_refusal(reason: RejectReason, level: Option<ProtocolLevel>) {
     assert!(matches!(reason.status(), 400 | 403));
     assert!(!reason.token().is_empty() && !reason.message().is_empty());
-    if let Some(code) = reason.connack_code(level) {
-        let mut out = [0u8; MAX_CONNACK_LEN];
-        let level = level.unwrap_or(ProtocolLevel::V311);
-        let len = encode_connack(level, code, Some(reason.message()), &mut out);
+    let mut out = [0u8; MAX_CONNACK_LEN];
+    let len = reason.write_connack(level, None, &mut out);
+    assert_eq!(len > 0, reason.connack(level).is_some());
+    if len > 0 {
         assert!(len >= 4 && out[0] == 0x20, "{reason:?} has no CONNACK");
     }
 }

@@ -12,13 +12,16 @@
 //! every longer prefix gets the same one and it equals the verdict on the
 //! whole stream; `needed` is never 0 and points at the end of the packet; a
 //! Connect lies within the packet and re-parses the same from the packet
-//! alone; the rejection CONNACK fits its buffer.
+//! alone; the rejection CONNACK fits its buffer; `ConnectFramer` fed the
+//! same fragments agrees with the parser, except that it may still say
+//! Incomplete where the parser already saw a violation.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_stream_mqtt_preread_module::mqtt::connack::{encode_rejection, MAX_CONNACK_LEN};
-use ngx_stream_mqtt_preread_module::mqtt::{parse_connect, Connect, Parsed, Property};
+use mqtt_core::packet::connack::MAX_CONNACK_LEN;
+use mqtt_core::packet::{parse_connect, Connect, ConnectFramer, Parsed, Property};
+use mqtt_core::policy::RejectReason;
 
 fuzz_target!(|data: &[u8]| {
     let [limit_byte, count, rest @ ..] = data else {
@@ -36,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut received: usize = 0;
     let mut decided: Option<Parsed<'_>> = None;
+    let mut framer = ConnectFramer::default();
     let cuts = fragments
         .iter()
         .map(|&f| usize::from(f.max(1)))
@@ -43,6 +47,15 @@ fuzz_target!(|data: &[u8]| {
     for fragment in cuts {
         received = received.saturating_add(fragment).min(stream.len());
         let r = parse_connect(&stream[..received], limit);
+        // The framer skips parses while the packet is known to be
+        // incomplete, and otherwise agrees.
+        let framed = framer.parse(&stream[..received], limit);
+        let skipped = matches!(framed, Parsed::Incomplete { needed: Some(_) })
+            && matches!(r, Parsed::Invalid { .. });
+        assert!(framed == r || skipped, "framer {framed:?}, parser {r:?}");
+        if let (Parsed::Connect(_), true) = (whole, received == stream.len()) {
+            assert_eq!(framed, whole);
+        }
         match (decided, r) {
             (Some(d), r) => assert_eq!(r, d, "verdict changed at {received}"),
             (None, Parsed::Incomplete { needed }) => {
@@ -67,9 +80,10 @@ fn check_verdict(stream: &[u8], limit: usize, verdict: &Parsed<'_>) {
         Parsed::Connect(c) => check_connect(stream, limit, &c),
         Parsed::Invalid { reason, level } => {
             let mut out = [0u8; MAX_CONNACK_LEN];
-            let n = encode_rejection(reason, level, &mut out);
+            let reason = RejectReason::Invalid(reason);
+            let n = reason.write_connack(level, None, &mut out);
             assert!(n <= out.len());
-            assert_eq!(n == 0, reason.connack_code(level).is_none());
+            assert_eq!(n == 0, reason.connack(level).is_none());
         }
         Parsed::Incomplete { .. } => {}
     }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mqtt_core::packet::encode::{ConnectBuilder, PropValue, Will};
+use mqtt_core::packet::{property_id, ProtocolLevel};
 use socket2::{Domain, Socket, Type};
 
 use super::nginx::AccessEntry;
@@ -35,12 +37,12 @@ impl Version {
         }
     }
 
-    /// The protocol level byte.
-    pub fn level(self) -> u8 {
+    /// The protocol level.
+    pub fn level(self) -> ProtocolLevel {
         match self {
-            Version::V31 => 3,
-            Version::V311 => 4,
-            Version::V5 => 5,
+            Version::V31 => ProtocolLevel::V31,
+            Version::V311 => ProtocolLevel::V311,
+            Version::V5 => ProtocolLevel::V5,
         }
     }
 
@@ -59,10 +61,8 @@ pub fn connect_packet(version: Version, client_id: &str) -> Vec<u8> {
     Connect::new(version, client_id).encode()
 }
 
-/// A minimal CONNECT encoder. The crate has its own (`mqtt::encode`), but
-/// with the default `nginx` feature the library's objects reference nginx
-/// symbols that only exist inside nginx, so a test binary that links the
-/// library fails to link; the end-to-end tests therefore stay independent.
+/// The CONNECTs the end-to-end tests send: a clean session, keep alive 60,
+/// and the fields they set, encoded by the core crate's encoder.
 #[derive(Clone, Debug)]
 pub struct Connect<'a> {
     pub version: Version,
@@ -87,88 +87,28 @@ impl<'a> Connect<'a> {
         }
     }
 
+    pub fn builder(&self) -> ConnectBuilder<'a> {
+        let mut b = ConnectBuilder::new(self.version.level(), self.client_id.as_bytes());
+        b.username = self.username.map(str::as_bytes);
+        b.password = self.password;
+        b.will = self
+            .will
+            .map(|(topic, payload)| Will::new(topic.as_bytes(), payload.as_bytes()));
+        b.properties = self
+            .user_properties
+            .iter()
+            .map(|(k, v)| {
+                (
+                    property_id::USER_PROPERTY,
+                    PropValue::Pair(k.as_bytes(), v.as_bytes()),
+                )
+            })
+            .collect();
+        b
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        let v5 = self.version == Version::V5;
-        let mut body = Vec::new();
-        put_str(
-            &mut body,
-            if self.version == Version::V31 {
-                b"MQIsdp"
-            } else {
-                b"MQTT"
-            },
-        );
-        body.push(self.version.level());
-        body.push(connect_flags(
-            self.will.is_some(),
-            self.username.is_some(),
-            self.password.is_some(),
-        ));
-        body.extend_from_slice(&60u16.to_be_bytes());
-        if v5 {
-            let mut props = Vec::new();
-            for (key, value) in &self.user_properties {
-                props.push(0x26);
-                put_str(&mut props, key.as_bytes());
-                put_str(&mut props, value.as_bytes());
-            }
-            put_var_int(&mut body, props.len());
-            body.extend_from_slice(&props);
-        }
-        put_str(&mut body, self.client_id.as_bytes());
-        if let Some((topic, payload)) = self.will {
-            if v5 {
-                body.push(0); // no will properties
-            }
-            put_str(&mut body, topic.as_bytes());
-            put_str(&mut body, payload.as_bytes());
-        }
-        if let Some(username) = self.username {
-            put_str(&mut body, username.as_bytes());
-        }
-        if let Some(password) = self.password {
-            put_str(&mut body, password);
-        }
-        let mut packet = vec![0x10];
-        put_var_int(&mut packet, body.len());
-        packet.extend_from_slice(&body);
-        packet
-    }
-}
-
-/// Appends a two-byte length and the bytes.
-/// Connect flags with clean session set and the will, username and password
-/// bits as the fields present say (will QoS 0, no retain).
-pub fn connect_flags(will: bool, username: bool, password: bool) -> u8 {
-    let mut flags = 0x02;
-    if will {
-        flags |= 0x04;
-    }
-    if username {
-        flags |= 0x80;
-    }
-    if password {
-        flags |= 0x40;
-    }
-    flags
-}
-
-pub fn put_str(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u16::try_from(bytes.len()).expect("field longer than 65535 bytes");
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// Appends an MQTT Variable Byte Integer.
-pub fn put_var_int(out: &mut Vec<u8>, mut value: usize) {
-    loop {
-        let byte = (value % 128) as u8;
-        value /= 128;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
+        self.builder().encode()
     }
 }
 

@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::client::{connect_flags, put_str, put_var_int};
+use mqtt_core::packet::encode::{self, put_binary, put_properties, put_var_int, ConnectBuilder};
+use mqtt_core::packet::{InvalidReason, ProtocolLevel};
 
 /// One invalid first packet.
 #[derive(Clone, Debug)]
@@ -141,47 +142,51 @@ impl Spec {
         self.level == 5 && self.name == b"MQTT"
     }
 
+    /// The encoder's view of the spec: the layout of its version (MQTT 5's
+    /// when the name and level say 5), everything else as given.
+    fn builder(&self) -> ConnectBuilder<'_> {
+        let layout = match (self.v5(), self.level) {
+            (true, _) => ProtocolLevel::V5,
+            (false, 3) => ProtocolLevel::V31,
+            (false, _) => ProtocolLevel::V311,
+        };
+        let mut b = ConnectBuilder::new(layout, &self.client_id);
+        b.first_byte = self.first;
+        b.protocol_name = Some(&self.name);
+        b.protocol_level = Some(self.level);
+        b.flags_override = self.flags;
+        b.keep_alive = self.keep_alive;
+        b.raw_properties = Some(&self.props);
+        b.properties_len = self.props_len.as_deref();
+        b.will = self
+            .will
+            .as_ref()
+            .map(|(props, props_len, topic, payload)| encode::Will {
+                raw_properties: Some(props),
+                properties_len: props_len.as_deref(),
+                ..encode::Will::new(topic, payload)
+            });
+        b.username = self.username.as_deref();
+        b.password = self.password.as_deref();
+        b.trailing = &self.trailing;
+        b
+    }
+
+    /// The Connect Flags the fields present imply, with clean session.
     pub fn derived_flags(&self) -> u8 {
-        connect_flags(
-            self.will.is_some(),
-            self.username.is_some(),
-            self.password.is_some(),
-        )
+        ConnectBuilder {
+            flags_override: None,
+            ..self.builder()
+        }
+        .flags()
     }
 
     pub fn body(&self) -> Vec<u8> {
-        let mut body = Vec::new();
-        put_str(&mut body, &self.name);
-        body.push(self.level);
-        body.push(self.flags.unwrap_or_else(|| self.derived_flags()));
-        body.extend_from_slice(&self.keep_alive.to_be_bytes());
-        if self.v5() {
-            put_props(&mut body, &self.props, self.props_len.as_deref());
-        }
-        put_str(&mut body, &self.client_id);
-        if let Some((props, props_len, topic, payload)) = &self.will {
-            if self.v5() {
-                put_props(&mut body, props, props_len.as_deref());
-            }
-            put_str(&mut body, topic);
-            put_str(&mut body, payload);
-        }
-        if let Some(username) = &self.username {
-            put_str(&mut body, username);
-        }
-        if let Some(password) = &self.password {
-            put_str(&mut body, password);
-        }
-        body.extend_from_slice(&self.trailing);
-        body
+        self.builder().encode_body()
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let body = self.body();
-        let mut packet = vec![self.first];
-        put_var_int(&mut packet, body.len());
-        packet.extend_from_slice(&body);
-        packet
+        self.builder().encode()
     }
 
     fn with(&self, f: impl FnOnce(&mut Spec)) -> Spec {
@@ -189,14 +194,6 @@ impl Spec {
         f(&mut spec);
         spec
     }
-}
-
-fn put_props(out: &mut Vec<u8>, props: &[u8], len_override: Option<&[u8]>) {
-    match len_override {
-        Some(len) => out.extend_from_slice(len),
-        None => put_var_int(out, props.len()),
-    }
-    out.extend_from_slice(props);
 }
 
 /// `bytes` with its Remaining Length re-encoded as `len_bytes`.
@@ -222,7 +219,7 @@ fn padded_var_int(mut value: usize, width: usize) -> Vec<u8> {
 
 fn s(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    put_str(&mut out, bytes);
+    put_binary(&mut out, bytes);
     out
 }
 
@@ -353,7 +350,7 @@ pub fn cases() -> Vec<Case> {
     // the header and a few bytes are sent.
     for declared in [16_385usize, 16_386, 20_000, 100_000, 2_097_151, 268_435_455] {
         let mut packet = vec![0x10];
-        put_var_int(&mut packet, declared);
+        put_var_int(&mut packet, declared as u32);
         packet.extend_from_slice(&v311.body());
         add(
             "TooLarge",
@@ -382,7 +379,7 @@ pub fn cases() -> Vec<Case> {
         let mut body = raw;
         body.extend_from_slice(&[4, 2, 0, 60, 0, 1, b'x']);
         let mut packet = vec![0x10];
-        put_var_int(&mut packet, body.len());
+        put_var_int(&mut packet, body.len() as u32);
         packet.extend_from_slice(&body);
         add(
             "ProtocolName",
@@ -479,7 +476,7 @@ pub fn cases() -> Vec<Case> {
             + 2
             + if base.v5() {
                 let mut p = Vec::new();
-                put_props(&mut p, &base.props, None);
+                put_properties(&mut p, &[], Some(&base.props), None);
                 p.len()
             } else {
                 0
@@ -501,7 +498,7 @@ pub fn cases() -> Vec<Case> {
             }
             let len = body.len() - cut;
             let mut packet = vec![0x10];
-            put_var_int(&mut packet, len);
+            put_var_int(&mut packet, len as u32);
             packet.extend_from_slice(&body[..len]);
             add(
                 "Truncated",
@@ -514,7 +511,7 @@ pub fn cases() -> Vec<Case> {
     for len in [0usize, 1, 3, 6] {
         let body = v311.body();
         let mut packet = vec![0x10];
-        put_var_int(&mut packet, len);
+        put_var_int(&mut packet, len as u32);
         packet.extend_from_slice(&body[..len]);
         add(
             "Truncated",
@@ -578,8 +575,8 @@ pub fn cases() -> Vec<Case> {
                 Some(5),
             );
             let mut user_prop = vec![0x26];
-            put_str(&mut user_prop, bytes);
-            put_str(&mut user_prop, b"v");
+            put_binary(&mut user_prop, bytes);
+            put_binary(&mut user_prop, b"v");
             add(
                 rule,
                 format!("v5 user property name {what}"),
@@ -587,7 +584,7 @@ pub fn cases() -> Vec<Case> {
                 Some(5),
             );
             let mut content_type = vec![0x03];
-            put_str(&mut content_type, bytes);
+            put_binary(&mut content_type, bytes);
             add(
                 rule,
                 format!("v5 will content type {what}"),
@@ -677,7 +674,7 @@ pub fn cases() -> Vec<Case> {
             v5.with(|s| {
                 s.props_len = Some({
                     let mut v = Vec::new();
-                    put_var_int(&mut v, len);
+                    put_var_int(&mut v, len as u32);
                     v
                 })
             })
@@ -691,7 +688,7 @@ pub fn cases() -> Vec<Case> {
                 Vec::new(),
                 Some({
                     let mut v = Vec::new();
-                    put_var_int(&mut v, len);
+                    put_var_int(&mut v, len as u32);
                     v
                 }),
             ),
@@ -855,45 +852,11 @@ pub fn valid_bases() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// `InvalidReason` variant name → its error-log message, read from the
-/// parser's source (`InvalidReason::ALL` and `fn message`).
+/// `InvalidReason` variant name → its error-log message.
 pub fn parser_reasons() -> BTreeMap<String, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/mqtt/connect.rs");
-    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let all_start = src
-        .find("pub const ALL: &'static [InvalidReason]")
-        .expect("InvalidReason::ALL in connect.rs");
-    let all = &src[all_start..];
-    let all = &all[..all.find("];").expect("end of ALL")];
-    let names: Vec<String> = all
-        .split("InvalidReason::")
-        .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect()
-        })
-        .collect();
-    let msg_start = src
-        .find("pub const fn message(self)")
-        .expect("fn message in connect.rs");
-    let msg = &src[msg_start..];
-    let msg = &msg[..msg
-        .find("pub const fn token")
-        .expect("fn token after fn message")];
-    names
-        .into_iter()
-        .map(|name| {
-            let arm = format!("InvalidReason::{name} =>");
-            let at = msg
-                .find(&arm)
-                .unwrap_or_else(|| panic!("no message arm for {name}"));
-            let rest = &msg[at + arm.len()..];
-            let open = rest.find('"').expect("message string");
-            let close = rest[open + 1..].find('"').expect("end of message string");
-            let message = rest[open + 1..open + 1 + close].to_owned();
-            (name, message)
-        })
+    InvalidReason::ALL
+        .iter()
+        .map(|reason| (format!("{reason:?}"), reason.message().to_owned()))
         .collect()
 }
 

@@ -9,6 +9,16 @@
     clippy::unreachable
 )]
 
+/// The value of the first `$variant` property in a property block.
+macro_rules! property {
+    ($block:expr, $variant:ident) => {
+        $block.iter().find_map(|p| match p {
+            crate::packet::Property::$variant(v) => Some(v),
+            _ => None,
+        })
+    };
+}
+
 mod connack;
 mod props;
 mod seeds;

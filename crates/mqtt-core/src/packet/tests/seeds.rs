@@ -10,9 +10,9 @@
 
 use std::path::Path;
 
-use crate::mqtt::connect::property_id as id;
-use crate::mqtt::encode::{typical_v5_properties, ConnectBuilder, PropValue, Will};
-use crate::mqtt::ProtocolLevel;
+use crate::packet::encode::{typical_v5_properties, ConnectBuilder, PropValue, Will};
+use crate::packet::property_id as id;
+use crate::packet::ProtocolLevel;
 
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let v311 = ConnectBuilder::new(ProtocolLevel::V311, b"sensor-1");
@@ -114,7 +114,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 #[ignore = "writes fuzz/corpus/parse_connect; run by hand"]
 fn write_fuzz_seeds() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_connect");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/parse_connect");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, packet) in seeds() {
         // No limit, whole stream in one piece.
@@ -132,11 +132,11 @@ fn write_fuzz_seeds() {
 #[ignore = "writes fuzz/corpus/decide; run by hand"]
 fn write_decide_seeds() {
     const DECIDE_CERTS: [&[u8]; 3] = [
-        include_bytes!("../../../fuzz/certs/cn-and-san.der"),
-        include_bytes!("../../../fuzz/certs/two-cns.der"),
-        include_bytes!("../../../fuzz/certs/utf8-cn.der"),
+        include_bytes!("../../../../../fuzz/certs/cn-and-san.der"),
+        include_bytes!("../../../../../fuzz/certs/two-cns.der"),
+        include_bytes!("../../../../../fuzz/certs/utf8-cn.der"),
     ];
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decide");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decide");
     std::fs::create_dir_all(&dir).unwrap();
     // ClientIds the committed certificates carry (fuzz/certs), and one they don't.
     let ids: [&[u8]; 5] = [
@@ -186,7 +186,7 @@ fn write_decide_seeds() {
 /// The seeds are what their names say.
 #[test]
 fn seeds_parse_as_named() {
-    use crate::mqtt::{parse_connect, InvalidReason, Parsed};
+    use crate::packet::{parse_connect, InvalidReason, Parsed};
     for (name, packet) in seeds() {
         let r = parse_connect(&packet, usize::MAX);
         let expected_invalid = match name {

@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ngx_stream_mqtt_preread_module::mqtt::encode::{typical_v5_properties, ConnectBuilder};
-use ngx_stream_mqtt_preread_module::mqtt::{parse_connect, Parsed, ProtocolLevel};
+use mqtt_core::packet::encode::{typical_v5_properties, ConnectBuilder};
+use mqtt_core::packet::{parse_connect, Parsed, ProtocolLevel};
 use rumqttc::mqttbytes::v4 as rv4;
 use rumqttc::v5::mqttbytes::v5 as rv5;
 

@@ -7,8 +7,8 @@
 //! [`PropValue::Raw`] writes arbitrary bytes into a property block.
 //!
 //! ```
-//! use ngx_stream_mqtt_preread_module::mqtt::encode::ConnectBuilder;
-//! use ngx_stream_mqtt_preread_module::mqtt::{parse_connect, Parsed, ProtocolLevel};
+//! use mqtt_core::packet::encode::ConnectBuilder;
+//! use mqtt_core::packet::{parse_connect, Parsed, ProtocolLevel};
 //!
 //! let bytes = ConnectBuilder::new(ProtocolLevel::V311, b"sensor-1")
 //!     .username(b"alice")
@@ -18,7 +18,8 @@
 //! assert_eq!(connect.client_id, "sensor-1");
 //! ```
 
-use super::connect::{property_id, ConnectFlags, ProtocolLevel};
+use super::properties::property_id;
+use super::protocol::{ConnectFlags, ProtocolLevel};
 
 /// The value of one MQTT 5 property; the identifier is given alongside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct Will<'a> {
     /// MQTT 5: when set, replaces the encoded Will Properties (the bytes
     /// after the Property Length).
     pub raw_properties: Option<&'a [u8]>,
+    /// MQTT 5: when set, replaces the encoded Property Length.
+    pub properties_len: Option<&'a [u8]>,
 }
 
 impl<'a> Will<'a> {
@@ -67,6 +70,7 @@ impl<'a> Will<'a> {
             retain: false,
             properties: Vec::new(),
             raw_properties: None,
+            properties_len: None,
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct ConnectBuilder<'a> {
     /// MQTT 5: when set, replaces the encoded CONNECT properties (the bytes
     /// after the Property Length).
     pub raw_properties: Option<&'a [u8]>,
+    /// MQTT 5: when set, replaces the encoded Property Length of the CONNECT
+    /// properties.
+    pub properties_len: Option<&'a [u8]>,
     /// Replaces the Connect Flags computed from the fields.
     pub flags_override: Option<u8>,
     /// Bytes appended after the last field, inside the Remaining Length.
@@ -122,6 +129,7 @@ impl<'a> ConnectBuilder<'a> {
             will: None,
             properties: Vec::new(),
             raw_properties: None,
+            properties_len: None,
             flags_override: None,
             trailing: &[],
         }
@@ -207,12 +215,22 @@ impl<'a> ConnectBuilder<'a> {
         out.push(self.flags());
         out.extend_from_slice(&self.keep_alive.to_be_bytes());
         if is_v5 {
-            put_properties(&mut out, &self.properties, self.raw_properties);
+            put_properties(
+                &mut out,
+                &self.properties,
+                self.raw_properties,
+                self.properties_len,
+            );
         }
         put_binary(&mut out, self.client_id);
         if let Some(will) = &self.will {
             if is_v5 {
-                put_properties(&mut out, &will.properties, will.raw_properties);
+                put_properties(
+                    &mut out,
+                    &will.properties,
+                    will.raw_properties,
+                    will.properties_len,
+                );
             }
             put_binary(&mut out, will.topic);
             put_binary(&mut out, will.payload);
@@ -277,8 +295,14 @@ pub fn put_property(out: &mut Vec<u8>, id: u8, value: &PropValue<'_>) {
     }
 }
 
-/// Appends a Property Length and the property block.
-pub fn put_properties(out: &mut Vec<u8>, properties: &[(u8, PropValue<'_>)], raw: Option<&[u8]>) {
+/// Appends a Property Length (or `len`, when given) and the property block
+/// (or `raw`, when given).
+pub fn put_properties(
+    out: &mut Vec<u8>,
+    properties: &[(u8, PropValue<'_>)],
+    raw: Option<&[u8]>,
+    len: Option<&[u8]>,
+) {
     let block = match raw {
         Some(raw) => raw.to_vec(),
         None => {
@@ -289,7 +313,10 @@ pub fn put_properties(out: &mut Vec<u8>, properties: &[(u8, PropValue<'_>)], raw
             block
         }
     };
-    put_var_int(out, u32::try_from(block.len()).unwrap_or(u32::MAX));
+    match len {
+        Some(len) => out.extend_from_slice(len),
+        None => put_var_int(out, u32::try_from(block.len()).unwrap_or(u32::MAX)),
+    }
     out.extend_from_slice(&block);
 }
 

@@ -5,7 +5,7 @@
 //! MQTT 5 CONNACK adds a property block, here holding at most a Reason String
 //! (property 0x1F, MQTT 5.0 §3.2.2.3.7).
 
-use super::connect::{InvalidReason, ProtocolLevel};
+use super::protocol::ProtocolLevel;
 
 /// Buffer size that holds any CONNACK written by this module with a useful
 /// reason string; [`encode_connack`] truncates the reason string to fit.
@@ -69,28 +69,6 @@ pub fn encode_connack(
         }
     }
     w.pos
-}
-
-/// Writes the CONNACK that rejects a client for `reason`, in the format of
-/// `level` (the 3.1.1 format when the level is unknown), using
-/// [`InvalidReason::connack_code`]; for MQTT 5 the reason's
-/// [`message`](InvalidReason::message) goes into the Reason String. Returns 0
-/// when the connection is to be closed without a CONNACK (or `out` is too
-/// small).
-pub fn encode_rejection(
-    reason: InvalidReason,
-    level: Option<ProtocolLevel>,
-    out: &mut [u8],
-) -> usize {
-    match reason.connack_code(level) {
-        Some(code) => encode_connack(
-            level.unwrap_or(ProtocolLevel::V311),
-            code,
-            Some(reason.message()),
-            out,
-        ),
-        None => 0,
-    }
 }
 
 /// Remaining Length and total size of an MQTT 5 CONNACK whose Reason String

@@ -1,7 +1,8 @@
 //! CONNACK encoding and the reason-to-code table.
 
-use crate::mqtt::connack::{encode_connack, encode_rejection, MAX_CONNACK_LEN};
-use crate::mqtt::{InvalidReason, ProtocolLevel};
+use crate::packet::connack::{encode_connack, MAX_CONNACK_LEN};
+use crate::packet::{InvalidReason, ProtocolLevel, ReasonCode};
+use crate::policy::RejectReason;
 
 use rumqttc::mqttbytes::v4 as rv4;
 use rumqttc::v5::mqttbytes::v5 as rv5;
@@ -209,7 +210,8 @@ fn connack_code_table() {
             Some(ProtocolLevel::V5),
         ];
         for (level, code) in levels.into_iter().zip(codes) {
-            assert_eq!(reason.connack_code(level), *code, "{reason:?} at {level:?}");
+            let sent = reason.reason_code().connack(level).map(|(_, c)| c);
+            assert_eq!(sent, *code, "{reason:?} at {level:?}");
         }
     }
 }
@@ -218,7 +220,8 @@ fn connack_code_table() {
 fn rejection_connacks() {
     let mut out = [0u8; MAX_CONNACK_LEN];
     // Unknown version: the 3.1.1 format, "unacceptable protocol version".
-    let n = encode_rejection(InvalidReason::UnsupportedProtocolLevel, None, &mut out);
+    let n = RejectReason::Invalid(InvalidReason::UnsupportedProtocolLevel)
+        .write_connack(None, None, &mut out);
     assert_eq!(&out[..n], [0x20, 0x02, 0x00, 0x01]);
     assert_eq!(
         rumqttc_v4(&out[..n]).code,
@@ -226,29 +229,29 @@ fn rejection_connacks() {
     );
     // Not MQTT: close without a CONNACK.
     assert_eq!(
-        encode_rejection(InvalidReason::NotConnect, None, &mut out),
+        RejectReason::Invalid(InvalidReason::NotConnect).write_connack(None, None, &mut out),
         0
     );
     // Malformed 3.1.1: close.
     assert_eq!(
-        encode_rejection(
-            InvalidReason::Truncated,
+        RejectReason::Invalid(InvalidReason::Truncated).write_connack(
             Some(ProtocolLevel::V311),
+            None,
             &mut out
         ),
         0
     );
     // Identifier rejected, 3.1.
-    let n = encode_rejection(
-        InvalidReason::EmptyClientId,
+    let n = RejectReason::Invalid(InvalidReason::EmptyClientId).write_connack(
         Some(ProtocolLevel::V31),
+        None,
         &mut out,
     );
     assert_eq!(&out[..n], [0x20, 0x02, 0x00, 0x02]);
     // MQTT 5: reason code and the message as reason string.
-    let n = encode_rejection(
-        InvalidReason::ReceiveMaximumZero,
+    let n = RejectReason::Invalid(InvalidReason::ReceiveMaximumZero).write_connack(
         Some(ProtocolLevel::V5),
+        None,
         &mut out,
     );
     let ack = rumqttc_v5(&out[..n]);
@@ -285,4 +288,67 @@ fn reason_string_capped_at_two_byte_length() {
         .reason_string
         .unwrap();
     assert_eq!(reason.len(), 65_535);
+}
+
+/// Each MQTT 5 code maps to the 3.1.1 return code with the same meaning, or
+/// to none where 3.1.1 closes the connection instead.
+#[test]
+fn v3_return_codes() {
+    use ReasonCode::*;
+    for code in ReasonCode::ALL {
+        let expected = match code {
+            Success => Some(0x00),
+            UnsupportedProtocolVersion => Some(0x01),
+            ClientIdentifierNotValid => Some(0x02),
+            ServerUnavailable
+            | ServerBusy
+            | QuotaExceeded
+            | ConnectionRateExceeded
+            | UseAnotherServer
+            | ServerMoved => Some(0x03),
+            BadUserNameOrPassword => Some(0x04),
+            NotAuthorized | Banned | BadAuthenticationMethod => Some(0x05),
+            _ => None,
+        };
+        assert_eq!(code.v3_return_code(), expected, "{code:?}");
+        for level in [ProtocolLevel::V31, ProtocolLevel::V311] {
+            assert_eq!(code.connack(Some(level)), expected.map(|c| (level, c)));
+        }
+        assert_eq!(
+            code.connack(Some(ProtocolLevel::V5)),
+            Some((ProtocolLevel::V5, code as u8))
+        );
+        assert!(code == Success || code.as_u8() >= 0x80, "{code:?}");
+    }
+}
+
+/// A refusal's Reason String gives way to the device's Maximum Packet Size.
+#[test]
+fn refusal_fits_maximum_packet_size() {
+    let reason = RejectReason::ClientIdMismatch;
+    let level = Some(ProtocolLevel::V5);
+    let mut out = [0u8; MAX_CONNACK_LEN];
+    let whole = reason.write_connack(level, None, &mut out);
+    assert_eq!(
+        rumqttc_v5(&out[..whole])
+            .properties
+            .unwrap()
+            .reason_string
+            .as_deref(),
+        Some(reason.message())
+    );
+    // Just too small for the string: it is cut on a character boundary.
+    let n = reason.write_connack(level, Some(whole as u32 - 1), &mut out);
+    assert!(n < whole && n > 5, "{n}");
+    let cut = rumqttc_v5(&out[..n])
+        .properties
+        .unwrap()
+        .reason_string
+        .unwrap();
+    assert!(reason.message().starts_with(&cut) && cut.len() < reason.message().len());
+    // Room for the bare CONNACK only: no property at all.
+    let n = reason.write_connack(level, Some(5), &mut out);
+    assert_eq!(&out[..n], [0x20, 0x03, 0x00, 0x85, 0x00]);
+    // Below the bare CONNACK: nothing can be sent.
+    assert_eq!(reason.write_connack(level, Some(4), &mut out), 0);
 }

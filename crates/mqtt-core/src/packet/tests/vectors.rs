@@ -2,9 +2,9 @@
 //! packet per [`InvalidReason`].
 
 use super::{assert_prefix_consistent, connect_of};
-use crate::mqtt::connect::Property;
-use crate::mqtt::encode::{ConnectBuilder, PropValue, Will};
-use crate::mqtt::{parse_connect, ConnectFlags, InvalidReason, Parsed, ProtocolLevel};
+use crate::packet::encode::{ConnectBuilder, PropValue, Will};
+use crate::packet::Property;
+use crate::packet::{parse_connect, ConnectFlags, InvalidReason, Parsed, ProtocolLevel};
 
 const LIMIT: usize = 4096;
 
@@ -182,11 +182,11 @@ fn v5_properties() {
     assert_eq!(c.level.name(), "5.0");
     assert_eq!(c.client_id, "abc");
     assert_eq!(c.properties.len(), 20);
-    assert_eq!(c.properties.session_expiry_interval(), Some(3600));
-    assert_eq!(c.properties.receive_maximum(), Some(10));
+    assert_eq!(property!(c.properties, SessionExpiryInterval), Some(3600));
+    assert_eq!(property!(c.properties, ReceiveMaximum), Some(10));
     assert_eq!(c.properties.maximum_packet_size(), Some(4096));
-    assert_eq!(c.properties.topic_alias_maximum(), None);
-    assert_eq!(c.properties.authentication_method(), None);
+    assert_eq!(property!(c.properties, TopicAliasMaximum), None);
+    assert_eq!(property!(c.properties, AuthenticationMethod), None);
     assert_eq!(
         c.properties.user_properties().collect::<Vec<_>>(),
         [("k", "v")]
@@ -214,9 +214,15 @@ fn v5_full() {
     assert_eq!(c.client_id, "c1");
     assert!(c.properties.is_empty());
     assert_eq!(c.will_topic, Some("t/w"));
-    assert_eq!(c.will_properties.will_delay_interval(), Some(5));
-    assert_eq!(c.will_properties.payload_format_indicator(), Some(1));
-    assert_eq!(c.will_properties.content_type(), Some("text/plain"));
+    assert_eq!(property!(c.will_properties, WillDelayInterval), Some(5));
+    assert_eq!(
+        property!(c.will_properties, PayloadFormatIndicator),
+        Some(1)
+    );
+    assert_eq!(
+        property!(c.will_properties, ContentType),
+        Some("text/plain")
+    );
     assert_eq!(
         c.will_properties.user_properties().collect::<Vec<_>>(),
         [("a", "b")]
@@ -390,7 +396,7 @@ fn every_username_password_will_combination() {
             } else {
                 None
             };
-            assert_eq!(c.will_properties.message_expiry_interval(), expiry);
+            assert_eq!(property!(c.will_properties, MessageExpiryInterval), expiry);
             assert_eq!(c.packet_len, bytes.len());
         }
     }
@@ -464,11 +470,17 @@ fn user_property_may_repeat() {
         c.properties.user_properties().collect::<Vec<_>>(),
         [("k", "1"), ("k", "2")]
     );
-    assert_eq!(c.properties.authentication_method(), Some("SCRAM-SHA-1"));
-    assert!(c.properties.has_authentication_data());
-    assert_eq!(c.properties.request_problem_information(), Some(0));
-    assert_eq!(c.properties.request_response_information(), Some(1));
-    assert_eq!(c.properties.topic_alias_maximum(), Some(0));
+    assert_eq!(
+        property!(c.properties, AuthenticationMethod),
+        Some("SCRAM-SHA-1")
+    );
+    assert!(c
+        .properties
+        .iter()
+        .any(|p| matches!(p, Property::AuthenticationData { .. })));
+    assert_eq!(property!(c.properties, RequestProblemInformation), Some(0));
+    assert_eq!(property!(c.properties, RequestResponseInformation), Some(1));
+    assert_eq!(property!(c.properties, TopicAliasMaximum), Some(0));
     // Debug shows neither the authentication data nor, since it is not
     // stored, the password.
     let debug = format!("{c:?}");
