@@ -261,3 +261,93 @@ fn a_later_preread_handler_gets_a_full_size_buffer() {
     let e = g.nginx.wait_access_session(session);
     assert_eq!(e.status, "200", "{e:?}");
 }
+
+/// After an accepted CONNECT, a preread handler that runs after this
+/// module's still has the room nginx would give it: here an njs handler that
+/// waits for the device's second packet, a 2,000-byte PUBLISH that arrives
+/// after the CONNECT was decided. Without that room nginx ends the session
+/// ("preread buffer full") or, when it peeks, takes the empty read as EOF.
+/// Needs `$MQTT_TEST_NJS`, like tests/gate.rs.
+#[test]
+fn a_later_preread_handler_gets_room_after_an_accepted_connect() {
+    let Some(njs) = njs_module() else {
+        return;
+    };
+    let echo = echo_server();
+    let publish = publish_of_size(2000);
+    let sizes = [40, 900, 1200, 6000];
+    let ports: Vec<u16> = sizes.iter().map(|_| free_port()).collect();
+    // One server per CONNECT size, each told how many bytes make up the
+    // CONNECT and the PUBLISH.
+    let mut body = "js_import wait from {prefix}/wait.js;\n".to_owned();
+    for (size, port) in sizes.iter().zip(&ports) {
+        body += &format!(
+            "server {{ listen 127.0.0.1:{port}; set $wait_for {}; js_preread wait.bytes; \
+             mqtt_preread on; preread_timeout 5s; proxy_pass 127.0.0.1:{echo}; }}\n",
+            size + publish.len()
+        );
+    }
+    let nginx = Nginx::start_with(
+        |prefix| {
+            std::fs::write(
+                prefix.join("wait.js"),
+                "function bytes(s) {\n\
+                 var seen = 0;\n\
+                 var wanted = Number(s.variables.wait_for);\n\
+                 s.on('upload', function (data, flags) {\n\
+                 seen += data.length;\n\
+                 if (seen >= wanted || flags.last) { s.done(); }\n\
+                 });\n\
+                 }\n\
+                 export default { bytes };\n",
+            )
+            .expect("wait.js");
+            // njs before this module, so that its preread handler runs after.
+            standard_conf_loading(
+                prefix,
+                ACCESS_LOG_FORMAT,
+                &body,
+                &njs,
+                Load::BeforeThisModule,
+            )
+        },
+        &ports,
+    );
+    let mut g = Gateway {
+        nginx,
+        plain: 0,
+        tls: 0,
+    };
+    for (size, port) in sizes.into_iter().zip(ports) {
+        let client_id = format!("later-handler-{size}");
+        let connect = connect_of_size(&client_id, size);
+        g.plain = port;
+        let mut stream = connect.clone();
+        stream.extend_from_slice(&publish);
+        // The PUBLISH comes as a read of its own, once the CONNECT is in.
+        let session = round_trip(&g, "plain", &stream, &[connect.len()]);
+        let e = g.nginx.wait_access_session(session);
+        assert_eq!(
+            e.outcome(),
+            ("200", ""),
+            "{size}-byte CONNECT, then a PUBLISH: {e:?}"
+        );
+        assert_eq!(e.client_id, client_id, "{size}-byte CONNECT: {e:?}");
+    }
+}
+
+/// A QoS 0 PUBLISH of exactly `size` bytes.
+fn publish_of_size(size: usize) -> Vec<u8> {
+    let topic = b"devices/later";
+    // Fixed header: type and a two-byte Remaining Length (size < 16 KiB).
+    let remaining = size - 3;
+    let mut packet = vec![
+        0x30,
+        (remaining % 128) as u8 | 0x80,
+        (remaining / 128) as u8,
+    ];
+    packet.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    packet.extend_from_slice(topic);
+    packet.resize(size, b'x');
+    packet
+}
