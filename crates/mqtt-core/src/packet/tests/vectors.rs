@@ -4,7 +4,9 @@
 use super::{assert_prefix_consistent, connect_of};
 use crate::packet::encode::{ConnectBuilder, PropValue, Will};
 use crate::packet::Property;
-use crate::packet::{parse_connect, ConnectFlags, InvalidReason, Parsed, ProtocolLevel};
+use crate::packet::{
+    parse_connect, ConnectFlags, ConnectFramer, InvalidReason, Parsed, ProtocolLevel,
+};
 
 const LIMIT: usize = 4096;
 
@@ -922,4 +924,51 @@ fn messages_and_tokens() {
     messages.sort_unstable();
     messages.dedup();
     assert_eq!(messages.len(), InvalidReason::ALL.len());
+}
+
+/// A 16 KiB CONNECT in 100-byte reads: once the first read has given the
+/// packet's length, the framer does not parse again until the packet is
+/// whole, so a violation in a later read is seen at the end and not at once.
+#[test]
+fn framer_parses_a_trickled_packet_only_once_it_is_whole() {
+    let payload = vec![b'w'; 16 * 1024 - 400];
+    let bad_username = [0xffu8; 40]; // not UTF-8
+    let password = [b'p'; 300];
+    let bytes = ConnectBuilder::new(ProtocolLevel::V311, b"sensor-1")
+        .will(Will::new(b"last/will", &payload))
+        .username(&bad_username)
+        .password(&password)
+        .encode();
+    let mut framer = ConnectFramer::default();
+    let mut parser_saw_it_at = None;
+    for end in (100..bytes.len()).step_by(100).chain([bytes.len()]) {
+        let framed = framer.parse(&bytes[..end], 64 * 1024);
+        let parsed = parse_connect(&bytes[..end], 64 * 1024);
+        if matches!(parsed, Parsed::Invalid { .. }) && parser_saw_it_at.is_none() {
+            parser_saw_it_at = Some(end);
+        }
+        if end < bytes.len() {
+            assert_eq!(
+                framed,
+                Parsed::Incomplete {
+                    needed: Some(bytes.len() - end)
+                },
+                "at {end}"
+            );
+        } else {
+            assert_eq!(framed, parsed);
+        }
+    }
+    // Parsing every read would have found it a few reads before the end.
+    let seen = parser_saw_it_at.expect("the parser sees the bad username");
+    assert!(seen + 200 < bytes.len(), "{seen} of {}", bytes.len());
+    let mut framer = ConnectFramer::default();
+    // Whole in one read, the violation is reported at once.
+    assert!(matches!(
+        framer.parse(&bytes, 64 * 1024),
+        Parsed::Invalid {
+            reason: InvalidReason::InvalidUtf8,
+            ..
+        }
+    ));
 }
