@@ -72,7 +72,11 @@ fn connect_16k() -> Vec<u8> {
     .username(b"device")
     .password(b"s3cr3t-t0k3n")
     .encode();
-    assert!(bytes.len() > 16_000 && bytes.len() <= 16 * 1024, "{}", bytes.len());
+    assert!(
+        bytes.len() > 16_000 && bytes.len() <= 16 * 1024,
+        "{}",
+        bytes.len()
+    );
     bytes
 }
 

@@ -21,6 +21,7 @@ macro_rules! property {
 
 mod connack;
 mod props;
+mod rewrite;
 mod seeds;
 mod vectors;
 

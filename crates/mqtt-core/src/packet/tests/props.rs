@@ -141,19 +141,19 @@ struct WillCase {
 
 /// A valid CONNECT, as the fields that go into the encoder.
 #[derive(Clone, Debug)]
-struct Case {
-    level: ProtocolLevel,
-    client_id: String,
-    clean: bool,
+pub(super) struct Case {
+    pub(super) level: ProtocolLevel,
+    pub(super) client_id: String,
+    pub(super) clean: bool,
     keep_alive: u16,
-    username: Option<String>,
-    password: Option<Vec<u8>>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<Vec<u8>>,
     will: Option<WillCase>,
     props: Vec<Prop>,
 }
 
 impl Case {
-    fn builder(&self) -> ConnectBuilder<'_> {
+    pub(super) fn builder(&self) -> ConnectBuilder<'_> {
         let mut b = ConnectBuilder::new(self.level, self.client_id.as_bytes());
         b.clean_session = self.clean;
         b.keep_alive = self.keep_alive;
@@ -210,7 +210,7 @@ fn level() -> impl Strategy<Value = ProtocolLevel> {
 }
 
 /// Any valid CONNECT of any version.
-fn case() -> impl Strategy<Value = Case> {
+pub(super) fn case() -> impl Strategy<Value = Case> {
     let client_id = prop_oneof![
         4 => "[^\\x00]{0,24}",
         1 => "[a-zA-Z0-9]{100,300}", // two-byte remaining length
