@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
@@ -16,29 +14,9 @@ use support::client::Connect;
 use support::nginx::{
     njs_module, server, standard_conf_loading, tls_directives, Load, ACCESS_LOG_FORMAT,
 };
-use support::{free_port, pki, Nginx, RawClient, ReadEnd, Version};
+use support::{echo_server, free_port, pki, Nginx, RawClient, ReadEnd, Version};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Echoes every connection back to itself, until the process ends.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the echo server");
-    let port = listener.local_addr().expect("local_addr").port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
 
 struct Gateway {
     nginx: Nginx,
