@@ -129,6 +129,30 @@ fn write_fuzz_seeds() {
 }
 
 #[test]
+#[ignore = "writes fuzz/corpus/rewrite; run by hand"]
+fn write_rewrite_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/rewrite");
+    std::fs::create_dir_all(&dir).unwrap();
+    let value = b"thing001";
+    // Each valid seed under a few edit sets: username set and password
+    // removed, everything set with a User Property, username removed.
+    for (name, packet) in seeds() {
+        if !matches!(
+            super::super::parse_connect(&packet, usize::MAX),
+            super::super::Parsed::Connect(_)
+        ) {
+            continue;
+        }
+        for choice in [0b0001_0010u8, 0b0010_1011, 0b0000_0100] {
+            let mut input = vec![choice, value.len() as u8];
+            input.extend_from_slice(value);
+            input.extend_from_slice(&packet);
+            std::fs::write(dir.join(format!("{name}_{choice:02x}")), &input).unwrap();
+        }
+    }
+}
+
+#[test]
 #[ignore = "writes fuzz/corpus/decide; run by hand"]
 fn write_decide_seeds() {
     const DECIDE_CERTS: [&[u8]; 3] = [
