@@ -379,3 +379,40 @@ fn the_broker_sees_the_certificate_identity_as_username() {
     }
     nginx.assert_no_crash();
 }
+
+/// NGINX Plus's example for its MQTT filter module, as its documentation
+/// gives it, with the two variables it leaves to the reader defined by maps.
+#[test]
+fn the_nginx_plus_example_works_unchanged() {
+    let echo = echo_server();
+    let port = free_port();
+    let body = format!(
+        "map $remote_port $client {{ default plus-client; }}\n\
+         map $mqtt_client_id $name {{ default user-$mqtt_client_id; }}\n\
+         upstream backend {{ server 127.0.0.1:{echo}; }}\n\
+         server {{\n\
+             listen            127.0.0.1:{port};\n\
+             proxy_pass        backend;\n\
+             proxy_buffer_size 16k;\n\
+         \n\
+             mqtt             on;\n\
+             mqtt_set_connect clientid \"$client\";\n\
+             mqtt_set_connect username \"$name\";\n\
+         }}\n"
+    );
+    let nginx = Nginx::start(&body, &[port]);
+    for level in [ProtocolLevel::V311, ProtocolLevel::V5] {
+        let device = ConnectBuilder::new(level, b"device-7").username(b"x");
+        let mut c = RawClient::plain(port);
+        c.send(&device.encode()).expect("send");
+        let mut want = device.clone().username(b"user-device-7");
+        want.client_id = b"plus-client";
+        let want = want.encode();
+        assert_eq!(
+            c.read_up_to(want.len(), WAIT).bytes(),
+            want.as_slice(),
+            "{level:?}"
+        );
+    }
+    nginx.assert_no_crash();
+}
