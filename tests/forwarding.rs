@@ -189,6 +189,38 @@ fn not_mqtt() -> Vec<u8> {
         .collect()
 }
 
+/// nginx with njs loaded before this module, so that its preread handler
+/// runs after this module's, and `servers` (inside `stream {}`), whose
+/// `js_preread wait.bytes` waits until `$wait_for` bytes have arrived.
+fn with_njs_waiting_for_bytes(njs: &std::path::Path, servers: &str, ports: &[u16]) -> Nginx {
+    let body = format!("js_import wait from {{prefix}}/wait.js;\n{servers}");
+    Nginx::start_with(
+        |prefix| {
+            std::fs::write(
+                prefix.join("wait.js"),
+                "function bytes(s) {\n\
+                 var seen = 0;\n\
+                 var wanted = Number(s.variables.wait_for);\n\
+                 s.on('upload', function (data, flags) {\n\
+                 seen += data.length;\n\
+                 if (seen >= wanted || flags.last) { s.done(); }\n\
+                 });\n\
+                 }\n\
+                 export default { bytes };\n",
+            )
+            .expect("wait.js");
+            standard_conf_loading(
+                prefix,
+                ACCESS_LOG_FORMAT,
+                &body,
+                njs,
+                Load::BeforeThisModule,
+            )
+        },
+        ports,
+    )
+}
+
 /// A preread handler that runs after this module's, on bytes this module
 /// passed on, has the whole preread_buffer_size to read into: here an njs
 /// handler that waits for 4000 bytes. Needs `$MQTT_TEST_NJS`, like
@@ -200,38 +232,13 @@ fn a_later_preread_handler_gets_a_full_size_buffer() {
     };
     let echo = echo_server();
     let port = free_port();
-    let body = format!(
-        "js_import wait from {{prefix}}/wait.js;\n\
-         server {{ listen 127.0.0.1:{port}; js_preread wait.bytes; mqtt_preread on; \
-         mqtt_reject_malformed off; preread_timeout 5s; proxy_pass 127.0.0.1:{echo}; }}\n"
-    );
-    let nginx = Nginx::start_with(
-        |prefix| {
-            std::fs::write(
-                prefix.join("wait.js"),
-                "function bytes(s) {\n\
-                 var seen = 0;\n\
-                 s.on('upload', function (data, flags) {\n\
-                 seen += data.length;\n\
-                 if (seen >= 4000 || flags.last) { s.done(); }\n\
-                 });\n\
-                 }\n\
-                 export default { bytes };\n",
-            )
-            .expect("wait.js");
-            // njs before this module, so that its preread handler runs after.
-            standard_conf_loading(
-                prefix,
-                ACCESS_LOG_FORMAT,
-                &body,
-                &njs,
-                Load::BeforeThisModule,
-            )
-        },
-        &[port],
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{port}; set $wait_for 4000; js_preread wait.bytes; \
+         mqtt_preread on; mqtt_reject_malformed off; preread_timeout 5s; \
+         proxy_pass 127.0.0.1:{echo}; }}\n"
     );
     let g = Gateway {
-        nginx,
+        nginx: with_njs_waiting_for_bytes(&njs, &servers, &[port]),
         plain: port,
         tls: 0,
     };
@@ -257,42 +264,16 @@ fn a_later_preread_handler_gets_room_after_an_accepted_connect() {
     let ports: Vec<u16> = sizes.iter().map(|_| free_port()).collect();
     // One server per CONNECT size, each told how many bytes make up the
     // CONNECT and the PUBLISH.
-    let mut body = "js_import wait from {prefix}/wait.js;\n".to_owned();
+    let mut servers = String::new();
     for (size, port) in sizes.iter().zip(&ports) {
-        body += &format!(
+        servers += &format!(
             "server {{ listen 127.0.0.1:{port}; set $wait_for {}; js_preread wait.bytes; \
              mqtt_preread on; preread_timeout 5s; proxy_pass 127.0.0.1:{echo}; }}\n",
             size + publish.len()
         );
     }
-    let nginx = Nginx::start_with(
-        |prefix| {
-            std::fs::write(
-                prefix.join("wait.js"),
-                "function bytes(s) {\n\
-                 var seen = 0;\n\
-                 var wanted = Number(s.variables.wait_for);\n\
-                 s.on('upload', function (data, flags) {\n\
-                 seen += data.length;\n\
-                 if (seen >= wanted || flags.last) { s.done(); }\n\
-                 });\n\
-                 }\n\
-                 export default { bytes };\n",
-            )
-            .expect("wait.js");
-            // njs before this module, so that its preread handler runs after.
-            standard_conf_loading(
-                prefix,
-                ACCESS_LOG_FORMAT,
-                &body,
-                &njs,
-                Load::BeforeThisModule,
-            )
-        },
-        &ports,
-    );
     let mut g = Gateway {
-        nginx,
+        nginx: with_njs_waiting_for_bytes(&njs, &servers, &ports),
         plain: 0,
         tls: 0,
     };
