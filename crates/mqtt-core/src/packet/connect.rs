@@ -20,11 +20,10 @@
 //!   CONNECT packet is [`Parsed::Incomplete`];
 //! * a violation is reported as soon as the bytes that prove it are present
 //!   (a first byte whose packet type is not CONNECT, a protocol name that is
-//!   not MQTT, a
-//!   declared size above the limit, a field that is longer than the declared
-//!   Remaining Length, ...). The fields are checked in wire order and each
-//!   check looks only at bytes that precede it, so a longer prefix of the same
-//!   stream reports the same [`Parsed::Invalid`].
+//!   not MQTT, a declared size above the limit, a field that is longer than
+//!   the declared Remaining Length, ...). The fields are checked in wire
+//!   order and each check looks only at bytes that precede it, so a longer
+//!   prefix of the same stream reports the same [`Parsed::Invalid`].
 //!
 //! Each rule is applied to the versions whose specification states it; the
 //! rule → version table is in `docs/PARSER.md`. Where the versions differ
@@ -247,7 +246,7 @@ fn connect_body<'a>(
     if flags.will_qos() == 3 && (flags.will() || !v31) {
         return Err(InvalidReason::WillQos.into());
     }
-    // MQTT 3.1.1 §3.1.2.6-7 [MQTT-3.1.2-13], [MQTT-3.1.2-15]; MQTT 5.0
+    // MQTT 3.1.1 §3.1.2.5-7 [MQTT-3.1.2-11/13/15]; MQTT 5.0
     // §3.1.2.6-7 [MQTT-3.1.2-11], [MQTT-3.1.2-13]. MQTT 3.1 disregards
     // both fields without the Will Flag.
     if !v31 && !flags.will() && (flags.will_qos() != 0 || flags.will_retain()) {
