@@ -155,7 +155,7 @@ pub(super) struct Case {
     /// Connect Flags bits 3.1 leaves unused (bit 0; Will QoS and Retain
     /// without a Will). 0 for the other versions.
     v31_header_flags: u8,
-    v31_unused_bits: u8,
+    pub(super) v31_unused_bits: u8,
 }
 
 impl Case {
