@@ -1,7 +1,7 @@
 //! Writes the fuzzing seed corpora from the encoder:
 //!
 //! ```text
-//! cargo test -p mqtt-core -- --ignored write_fuzz_seeds write_decide_seeds
+//! cargo test -p mqtt-core -- --ignored write_fuzz_seeds write_rewrite_seeds write_decide_seeds
 //! ```
 //!
 //! Each seed is a fuzz input: a limit byte (0xFF: no limit), a fragment
