@@ -343,8 +343,10 @@ fn layout(packet: &[u8], connect: &Connect<'_>) -> Option<Layout> {
         let len = r.binary().ok()?.len();
         Some(Some((r.pos - len, r.pos)))
     };
-    let username = string(connect.flags.username())?;
-    let password = string(connect.flags.password())?;
+    // By what was parsed, not by the flags: MQTT 3.1 lets a packet end
+    // before a flagged User Name or Password.
+    let username = string(connect.username.is_some())?;
+    let password = string(connect.password_present)?;
     r.at_end().then_some(Layout {
         protocol,
         keep_alive,

@@ -23,7 +23,9 @@ mod connack;
 mod props;
 mod rewrite;
 mod seeds;
+mod v5_properties;
 mod vectors;
+mod versions;
 
 use super::{parse_connect, Connect, Parsed};
 

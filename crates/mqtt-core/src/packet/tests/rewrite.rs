@@ -87,6 +87,45 @@ fn removing_the_username_removes_a_3x_password() {
     assert!(!c.flags.username() && c.flags.password());
 }
 
+/// A 3.1 CONNECT may end before its flagged User Name or Password: the
+/// rewrite reads what is there, and its flags then say what it writes.
+#[test]
+fn absent_v31_fields_behind_their_flags() {
+    let both_absent = ConnectBuilder {
+        flags_override: Some(0xC2),
+        ..ConnectBuilder::new(ProtocolLevel::V31, b"thing001")
+    };
+    let password_absent = ConnectBuilder {
+        flags_override: Some(0xC2),
+        ..ConnectBuilder::new(ProtocolLevel::V31, b"thing001").username(b"u")
+    };
+    let kept = rewritten(&both_absent.encode(), &ConnectRewrite::NONE).unwrap();
+    assert_eq!(
+        kept,
+        ConnectBuilder::new(ProtocolLevel::V31, b"thing001").encode()
+    );
+    let kept = rewritten(&password_absent.encode(), &ConnectRewrite::NONE).unwrap();
+    assert_eq!(
+        kept,
+        ConnectBuilder::new(ProtocolLevel::V31, b"thing001")
+            .username(b"u")
+            .encode()
+    );
+    let rewrite = ConnectRewrite {
+        username: FieldEdit::Set(b"gateway"),
+        password: FieldEdit::Set(b"token"),
+        ..ConnectRewrite::NONE
+    };
+    let out = rewritten(&both_absent.encode(), &rewrite).unwrap();
+    assert_eq!(
+        out,
+        ConnectBuilder::new(ProtocolLevel::V31, b"thing001")
+            .username(b"gateway")
+            .password(b"token")
+            .encode()
+    );
+}
+
 #[test]
 fn user_properties_are_appended_in_mqtt_5_only() {
     let user: &[(&[u8], &[u8])] = &[(b"x-cert-fingerprint", b"ab:cd"), (b"x-gw", b"1")];
@@ -252,6 +291,12 @@ proptest! {
         let v5 = case.level == ProtocolLevel::V5;
         if !v5 && expected.username.is_none() {
             expected.password = None;
+        }
+        // The Connect Flags bits 3.1 leaves unused are copied as they came;
+        // the User Name and Password Flags follow the fields.
+        if case.v31_unused_bits != 0 {
+            expected.flags_override = None;
+            expected.flags_override = Some(expected.flags() | case.v31_unused_bits);
         }
         if v5 {
             for (k, v) in &user {

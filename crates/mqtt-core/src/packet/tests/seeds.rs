@@ -1,7 +1,7 @@
 //! Writes the fuzzing seed corpora from the encoder:
 //!
 //! ```text
-//! cargo test --no-default-features --lib -- --ignored write_fuzz_seeds write_decide_seeds
+//! cargo test -p mqtt-core -- --ignored write_fuzz_seeds write_rewrite_seeds write_decide_seeds
 //! ```
 //!
 //! Each seed is a fuzz input: a limit byte (0xFF: no limit), a fragment
@@ -102,6 +102,48 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 ..ConnectBuilder::new(ProtocolLevel::V5, b"a")
             }
             .encode(),
+        ),
+        (
+            "v31_unused_flags",
+            ConnectBuilder {
+                first_byte: 0x1B,
+                flags_override: Some(0x3B),
+                ..ConnectBuilder::new(ProtocolLevel::V31, b"legacy")
+            }
+            .encode(),
+        ),
+        (
+            "v31_user_name_flag_only",
+            ConnectBuilder {
+                flags_override: Some(0xC2),
+                ..ConnectBuilder::new(ProtocolLevel::V31, b"legacy\0nul")
+            }
+            .encode(),
+        ),
+        (
+            "v311_fixed_header_flags",
+            ConnectBuilder {
+                first_byte: 0x12,
+                ..ConnectBuilder::new(ProtocolLevel::V311, b"sensor-1")
+            }
+            .encode(),
+        ),
+        (
+            "v5_reserved_flag",
+            ConnectBuilder {
+                flags_override: Some(0x03),
+                ..ConnectBuilder::new(ProtocolLevel::V5, b"a")
+            }
+            .encode(),
+        ),
+        (
+            "v5_response_topic_wildcard",
+            ConnectBuilder::new(ProtocolLevel::V5, b"a")
+                .will(Will {
+                    properties: vec![(id::RESPONSE_TOPIC, PropValue::Str(b"reply/#"))],
+                    ..Will::new(b"w", b"")
+                })
+                .encode(),
         ),
         ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         (
@@ -216,7 +258,11 @@ fn seeds_parse_as_named() {
         let expected_invalid = match name {
             "v5_duplicate_property" => Some(InvalidReason::DuplicateProperty),
             "v6_unsupported" => Some(InvalidReason::UnsupportedProtocolLevel),
-            "http" | "tls_client_hello" => Some(InvalidReason::NotConnect),
+            "http" => Some(InvalidReason::NotConnect),
+            "tls_client_hello" => Some(InvalidReason::ProtocolName),
+            "v311_fixed_header_flags" => Some(InvalidReason::FixedHeaderFlags),
+            "v5_reserved_flag" => Some(InvalidReason::ReservedFlag),
+            "v5_response_topic_wildcard" => Some(InvalidReason::InvalidResponseTopic),
             _ => None,
         };
         match expected_invalid {
