@@ -38,6 +38,9 @@ pub struct MqttSrvConf {
     /// `mqtt_set_connect`, an array of [`set_connect::SetConnect`] (server level only;
     /// null without any).
     pub set_connect: *mut ngx_array_t,
+    /// Whether a preread handler that runs after this module's may need room
+    /// in the preread buffer (set at postconfiguration).
+    pub room_for_later_handlers: bool,
     /// The server's content handler (`proxy_pass`), wrapped by the gate that
     /// keeps undecided sessions away from the upstream.
     pub content_handler: ngx_stream_content_handler_pt,
@@ -191,6 +194,7 @@ impl Default for MqttSrvConf {
             // ngx_conf_set_bufs_slot's "unset".
             buffers: ngx_bufs_t { num: 0, size: 0 },
             set_connect: ptr::null_mut(),
+            room_for_later_handlers: false,
             content_handler: None,
         }
     }

@@ -19,7 +19,9 @@ use crate::log::{mqtt_debug, mqtt_log};
 use crate::refusal::{refuse, INTERNAL_ERROR};
 use crate::rewrite;
 use crate::session::{borrowed_str, cert_cn_copy, Outcome, SessionCtx};
-use crate::stream::{Session, StreamConf, NGX_AGAIN, NGX_DECLINED, NGX_ERROR, NGX_OK};
+use crate::stream::{
+    ssl_preread_enabled, Session, StreamConf, NGX_AGAIN, NGX_DECLINED, NGX_ERROR, NGX_OK,
+};
 use crate::Module;
 
 /// Postconfiguration: installs the preread handler, the gate in front of
@@ -31,6 +33,9 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     let Some(mut stream) = (unsafe { StreamConf::from_conf(cf) }) else {
         return NGX_ERROR;
     };
+    // Before this module's handler is installed: what is installed now runs
+    // after it.
+    plan_room_for_later_handlers(&mut stream);
     if !install_gates(&mut stream) {
         return NGX_OK;
     }
@@ -43,6 +48,22 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         NGX_OK
     } else {
         NGX_ERROR
+    }
+}
+
+/// Decides, per server, whether a preread handler that runs after this
+/// module's may want room in the preread buffer once this module is done.
+/// Growing the buffer to `preread_buffer_size` costs an allocation per
+/// session, so it is done only where such a handler exists: nginx's own
+/// `ssl_preread`, which every stream build installs, wants none unless it is
+/// on in the server; any other (njs's `js_preread` from a module loaded
+/// before this one) may.
+fn plan_room_for_later_handlers(stream: &mut StreamConf<'_>) {
+    let ssl_preread = stream.module_named(c"ngx_stream_ssl_preread_module");
+    let others = stream.preread_handlers() - usize::from(ssl_preread.is_some());
+    for (cscf, conf) in stream.servers::<Module>() {
+        conf.room_for_later_handlers =
+            others > 0 || ssl_preread.is_some_and(|m| ssl_preread_enabled(cscf, m));
     }
 }
 
@@ -141,7 +162,7 @@ fn preread(s: &mut Session<'_>) -> ngx_int_t {
     // A preread handler after this one gets the room nginx would have given
     // it: preread_buffer_size, not what is left of a buffer sized for the
     // CONNECT.
-    if s.later_handler_in_phase() {
+    if conf.room_for_later_handlers {
         let (c, ctx) = match s.connection_and_ctx::<Module>() {
             (c, Some(ctx)) => (c, ctx),
             (_, None) => return NGX_ERROR,

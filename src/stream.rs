@@ -7,18 +7,18 @@
 //! The shape follows ngx's `HttpModule*` traits, so that a stream API in ngx
 //! can take its place.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::{c_char, c_void, CStr};
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use ngx::core::NGX_CONF_ERROR;
 use ngx::core::NGX_CONF_OK;
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_module_t, ngx_pcalloc, ngx_str_t,
-    ngx_stream_complex_value_t, ngx_stream_conf_ctx_t, ngx_stream_core_main_conf_t,
+    ngx_array_push, ngx_conf_t, ngx_connection_t, ngx_flag_t, ngx_int_t, ngx_module_t, ngx_pcalloc,
+    ngx_str_t, ngx_stream_complex_value_t, ngx_stream_conf_ctx_t, ngx_stream_core_main_conf_t,
     ngx_stream_core_module, ngx_stream_core_srv_conf_t, ngx_stream_handler_pt,
-    ngx_stream_phase_handler_t, ngx_stream_phases_NGX_STREAM_LOG_PHASE,
-    ngx_stream_phases_NGX_STREAM_PREREAD_PHASE, ngx_stream_session_t, ngx_uint_t,
+    ngx_stream_phases_NGX_STREAM_LOG_PHASE, ngx_stream_phases_NGX_STREAM_PREREAD_PHASE,
+    ngx_stream_session_t, ngx_uint_t,
 };
 
 pub const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
@@ -147,32 +147,6 @@ impl<'a> Session<'a> {
         self.srv_conf::<StreamCore>()
     }
 
-    /// Whether another handler of the current phase runs after the one
-    /// running now. nginx runs a phase's handlers in reverse order of
-    /// registration, each phase's handlers side by side in the phase
-    /// engine with the same checker.
-    pub fn later_handler_in_phase(&self) -> bool {
-        let index = StreamCore::module().ctx_index;
-        // SAFETY: main_conf has a slot per stream module; the core module's
-        // holds its main configuration, in the cycle's pool. Its phase
-        // engine ends with the content phase's entry, so the entry after the
-        // running one exists.
-        unsafe {
-            let Some(cmcf) = (*self.raw().main_conf.add(index))
-                .cast::<ngx_stream_core_main_conf_t>()
-                .as_ref()
-            else {
-                return false;
-            };
-            let Ok(current) = usize::try_from(self.raw().phase_handler) else {
-                return false;
-            };
-            let ph = cmcf.phase_engine.handlers.add(current);
-            let checker = |ph: *const ngx_stream_phase_handler_t| (*ph).checker.map(|f| f as usize);
-            checker(ph.add(1)) == checker(ph)
-        }
-    }
-
     /// `ngx_stream_complex_value()`: `cv` evaluated for this session, in its
     /// pool; `None` when a variable fails to evaluate.
     pub fn complex_value(&mut self, cv: &ngx_stream_complex_value_t) -> Option<ngx_str_t> {
@@ -227,6 +201,26 @@ impl<'a> Session<'a> {
     }
 }
 
+/// `ngx_stream_ssl_preread_srv_conf_t`, which nginx does not export.
+#[repr(C)]
+struct SslPrereadSrvConf {
+    enabled: ngx_flag_t,
+}
+
+/// Whether `ssl_preread on` is set in the server of `cscf`; `module` is
+/// `ngx_stream_ssl_preread_module` (from [`StreamConf::module_named`]).
+pub fn ssl_preread_enabled(cscf: &ngx_stream_core_srv_conf_t, module: &ngx_module_t) -> bool {
+    // SAFETY: cscf is a parsed server's core configuration; the ssl_preread
+    // module's slot of its srv_conf array holds that module's
+    // configuration, whose only field is the `ssl_preread` flag.
+    unsafe {
+        (*(*cscf.ctx).srv_conf.add(module.ctx_index))
+            .cast::<SslPrereadSrvConf>()
+            .as_ref()
+            .is_some_and(|conf| conf.enabled == 1)
+    }
+}
+
 /// The stream core module, for its server configuration.
 struct StreamCore;
 
@@ -244,6 +238,7 @@ unsafe impl StreamModule for StreamCore {
 /// The `stream {}` block during postconfiguration: its core main
 /// configuration, its servers and their module configurations.
 pub struct StreamConf<'cf> {
+    cf: *mut ngx_conf_t,
     cmcf: &'cf mut ngx_stream_core_main_conf_t,
 }
 
@@ -260,7 +255,33 @@ impl<'cf> StreamConf<'cf> {
                 .cast::<ngx_stream_core_main_conf_t>()
                 .as_mut()?
         };
-        Some(StreamConf { cmcf })
+        Some(StreamConf { cf, cmcf })
+    }
+
+    /// The preread handlers installed so far, by the modules configured
+    /// before this one: nginx runs a phase's handlers in reverse order of
+    /// installation, so these run after a handler installed now.
+    pub fn preread_handlers(&self) -> usize {
+        self.cmcf.phases[ngx_stream_phases_NGX_STREAM_PREREAD_PHASE as usize]
+            .handlers
+            .nelts
+    }
+
+    /// The module called `name` (`ngx_stream_ssl_preread_module`), if this
+    /// nginx has it, built in or loaded.
+    pub fn module_named(&self, name: &CStr) -> Option<&'static ngx_module_t> {
+        // SAFETY: during configuration the cycle's modules array holds
+        // modules_n valid module pointers, each with its name; modules live
+        // as long as the process (or their loaded object, which outlives
+        // the cycle).
+        unsafe {
+            let cycle = &*(*self.cf).cycle;
+            let modules = core::slice::from_raw_parts(cycle.modules, cycle.modules_n);
+            modules
+                .iter()
+                .filter_map(|m| m.as_ref())
+                .find(|m| !m.name.is_null() && CStr::from_ptr(m.name) == name)
+        }
     }
 
     /// Each server's core configuration with M's configuration of it.
