@@ -34,7 +34,10 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     if !install_gates(&mut stream) {
         return NGX_OK;
     }
-    if stream.servers::<Module>().any(|(_, conf)| conf.rewrites()) {
+    if stream
+        .servers::<Module>()
+        .any(|(_, conf, _)| conf.rewrites())
+    {
         rewrite::install_filter();
     }
     if stream.push_preread_handler(Some(preread_handler))
