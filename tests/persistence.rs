@@ -128,7 +128,9 @@ fn two_nginx_instances_route_each_client_id_alike() {
 fn proxied_session(nginx: &Nginx, port: u16, version: Version, id: &str) -> AccessEntry {
     let mut client = RawClient::plain(port);
     let key = client.session();
-    client.send(&connect_packet(version, id)).expect("send CONNECT");
+    client
+        .send(&connect_packet(version, id))
+        .expect("send CONNECT");
     let reply = client.read_connack(DEADLINE);
     assert!(
         matches!(&reply, ReadEnd::Open(b) if b.len() >= 4 && b[0] == 0x20 && b[3] == 0),
@@ -136,7 +138,11 @@ fn proxied_session(nginx: &Nginx, port: u16, version: Version, id: &str) -> Acce
     );
     drop(client);
     let e = nginx.wait_access_session(key);
-    assert_eq!((e.status.as_str(), e.client_id.as_str()), ("200", id), "{e:?}");
+    assert_eq!(
+        (e.status.as_str(), e.client_id.as_str()),
+        ("200", id),
+        "{e:?}"
+    );
     e
 }
 
@@ -150,7 +156,11 @@ fn empty_client_ids_are_spread_round_robin() {
     let port = d.port("mqtt");
     let upstreams: Vec<String> = (0..IDS)
         .map(|i| {
-            let version = if i % 2 == 0 { Version::V311 } else { Version::V5 };
+            let version = if i % 2 == 0 {
+                Version::V311
+            } else {
+                Version::V5
+            };
             proxied_session(&d.nginx, port, version, "").upstream_addr
         })
         .collect();

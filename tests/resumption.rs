@@ -162,7 +162,7 @@ fn revoked_certificate_is_refused_in_the_handshake() {
         let good = session(
             &d,
             listener,
-            &client_config("thing001", &[&TLS13]),
+            &client_config("thing001", rustls::DEFAULT_VERSIONS),
             "thing001",
         );
         assert!(accepted(&good, "thing001"), "{listener}: {good:?}");
@@ -172,7 +172,7 @@ fn revoked_certificate_is_refused_in_the_handshake() {
         let revoked = session(
             &d,
             listener,
-            &client_config("revoked", &[&TLS13]),
+            &client_config("revoked", rustls::DEFAULT_VERSIONS),
             "thing-revoked",
         );
         assert_eq!(
