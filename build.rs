@@ -6,6 +6,11 @@
 //!   `ngx_feature = "stream_ssl"`, ...), as nginx-sys reports them.
 //! * `ngx_peeking_preread`: nginx 1.25.5 or later, whose plain-TCP preread
 //!   may peek at the socket (`MSG_PEEK`) instead of reading.
+//! * `ngx_stream_virtual_servers`: nginx 1.25.5 or later, whose stream
+//!   servers share addresses by `server_name`: the listen sockets are
+//!   grouped by port and address (`cmcf->ports`) instead of listed
+//!   (`cmcf->listen`), and the SSL module's server configuration is
+//!   `ngx_stream_ssl_srv_conf_t` (before, `ngx_stream_ssl_conf_t`).
 //! * `openssl = "openssl" | "libressl" | "boringssl" | "awslc"` and
 //!   `openssl3`: the TLS library nginx was configured with, read from its
 //!   `opensslv.h` through the same include path; `openssl3` is OpenSSL 3.0
@@ -45,6 +50,7 @@ fn nginx_cfgs() {
     }
 
     println!("cargo::rustc-check-cfg=cfg(ngx_peeking_preread)");
+    println!("cargo::rustc-check-cfg=cfg(ngx_stream_virtual_servers)");
     println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
     let version: u64 = env::var("DEP_NGINX_VERSION_NUMBER")
         .ok()
@@ -52,6 +58,7 @@ fn nginx_cfgs() {
         .expect("nginx-sys reports DEP_NGINX_VERSION_NUMBER");
     if version >= 1_025_005 {
         println!("cargo::rustc-cfg=ngx_peeking_preread");
+        println!("cargo::rustc-cfg=ngx_stream_virtual_servers");
     }
 }
 

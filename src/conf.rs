@@ -5,7 +5,7 @@ use core::ffi::c_void;
 use core::mem::offset_of;
 use core::ptr;
 
-use mqtt_core::policy::ClientIdPolicy;
+use mqtt_core::policy::{ClientIdPolicy, SanKind};
 use ngx::ffi::{
     ngx_array_t, ngx_bufs_t, ngx_command_t, ngx_conf_enum_t, ngx_conf_set_bufs_slot,
     ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_flag_t, ngx_str_t,
@@ -67,7 +67,10 @@ impl MqttSrvConf {
     pub fn policy(&self) -> ClientIdPolicy {
         match self.client_id_match {
             POLICY_CN => ClientIdPolicy::Cn,
-            POLICY_SAN => ClientIdPolicy::San,
+            POLICY_SAN => ClientIdPolicy::San(SanKind::Any),
+            POLICY_SAN_DNS => ClientIdPolicy::San(SanKind::Dns),
+            POLICY_SAN_URI => ClientIdPolicy::San(SanKind::Uri),
+            POLICY_SAN_EMAIL => ClientIdPolicy::San(SanKind::Email),
             POLICY_CN_OR_SAN => ClientIdPolicy::CnOrSan,
             _ => ClientIdPolicy::Off,
         }
@@ -85,8 +88,11 @@ const POLICY_OFF: ngx_uint_t = 0;
 const POLICY_CN: ngx_uint_t = 1;
 const POLICY_SAN: ngx_uint_t = 2;
 const POLICY_CN_OR_SAN: ngx_uint_t = 3;
+const POLICY_SAN_DNS: ngx_uint_t = 4;
+const POLICY_SAN_URI: ngx_uint_t = 5;
+const POLICY_SAN_EMAIL: ngx_uint_t = 6;
 
-static mut CLIENT_ID_MATCH_VALUES: [ngx_conf_enum_t; 5] = [
+static mut CLIENT_ID_MATCH_VALUES: [ngx_conf_enum_t; 8] = [
     ngx_conf_enum_t {
         name: ngx_string!("off"),
         value: POLICY_OFF,
@@ -98,6 +104,18 @@ static mut CLIENT_ID_MATCH_VALUES: [ngx_conf_enum_t; 5] = [
     ngx_conf_enum_t {
         name: ngx_string!("san"),
         value: POLICY_SAN,
+    },
+    ngx_conf_enum_t {
+        name: ngx_string!("san_dns"),
+        value: POLICY_SAN_DNS,
+    },
+    ngx_conf_enum_t {
+        name: ngx_string!("san_uri"),
+        value: POLICY_SAN_URI,
+    },
+    ngx_conf_enum_t {
+        name: ngx_string!("san_email"),
+        value: POLICY_SAN_EMAIL,
     },
     ngx_conf_enum_t {
         name: ngx_string!("cn_or_san"),

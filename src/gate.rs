@@ -4,10 +4,10 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mqtt_core::policy::RejectReason;
+use mqtt_core::policy::{ClientIdPolicy, RejectReason};
 use ngx::ffi::{
-    ngx_int_t, ngx_stream_finalize_session, ngx_stream_session_t, ngx_uint_t, NGX_LOG_ALERT,
-    NGX_STREAM_OK,
+    ngx_int_t, ngx_log_t, ngx_stream_core_srv_conf_t, ngx_stream_finalize_session,
+    ngx_stream_session_t, ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_WARN, NGX_STREAM_OK,
 };
 
 use crate::conf::MqttSrvConf;
@@ -15,25 +15,57 @@ use crate::log::mqtt_log;
 use crate::preread::session_ctx;
 use crate::refusal::{refuse, INTERNAL_ERROR};
 use crate::session::Outcome;
-use crate::stream::{Session, StreamConf, NGX_OK};
+use crate::stream::{ClientCertificates, Session, StreamConf, NGX_OK};
 use crate::Module;
 
 /// Puts the gate in front of the content handler of every server that must
 /// see an accepted CONNECT before proxying; whether any server parses
-/// CONNECTs at all.
+/// CONNECTs at all. Warns of servers whose identity check can only refuse.
 pub fn install_gates(stream: &mut StreamConf<'_>) -> bool {
+    let log = stream.log();
     let mut enabled_anywhere = false;
-    for (cscf, conf) in stream.servers::<Module>() {
+    for (cscf, conf, certificates) in stream.servers::<Module>() {
         if !conf.enabled() {
             continue;
         }
         enabled_anywhere = true;
+        if conf.policy() != ClientIdPolicy::Off {
+            warn_without_certificates(log, cscf, certificates);
+        }
         if conf.requires_connect() && cscf.handler.is_some() {
             conf.content_handler = cscf.handler;
             cscf.handler = Some(content_gate);
         }
     }
     enabled_anywhere
+}
+
+/// `mqtt_client_id_match` where devices have no certificate to present
+/// refuses every one of them with `no_certificate`: say so at start-up.
+fn warn_without_certificates(
+    log: *mut ngx_log_t,
+    cscf: &ngx_stream_core_srv_conf_t,
+    certificates: ClientCertificates,
+) {
+    let why = match certificates {
+        ClientCertificates::Requested => return,
+        ClientCertificates::NoTls => "no \"listen ... ssl\"",
+        ClientCertificates::NotRequested => "\"ssl_verify_client off\"",
+    };
+    let file = if cscf.file_name.is_null() {
+        Default::default()
+    } else {
+        // SAFETY: nginx keeps the name of the file a server was defined in
+        // as a NUL-terminated string for the life of the cycle.
+        unsafe { core::ffi::CStr::from_ptr(cscf.file_name.cast()) }.to_string_lossy()
+    };
+    mqtt_log!(
+        NGX_LOG_WARN,
+        log,
+        "\"mqtt_client_id_match\" is set in the server in {file}:{line}, which has {why}: \
+         every device will be refused with no_certificate",
+        line = cscf.line
+    );
 }
 
 /// Log phase, before the access log: a session that ends while its CONNECT is

@@ -39,7 +39,10 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     if !install_gates(&mut stream) {
         return NGX_OK;
     }
-    if stream.servers::<Module>().any(|(_, conf)| conf.rewrites()) {
+    if stream
+        .servers::<Module>()
+        .any(|(_, conf, _)| conf.rewrites())
+    {
         rewrite::install_filter();
     }
     if stream.push_preread_handler(Some(preread_handler))
@@ -61,7 +64,7 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 fn plan_room_for_later_handlers(stream: &mut StreamConf<'_>) {
     let ssl_preread = stream.module_named(c"ngx_stream_ssl_preread_module");
     let others = stream.preread_handlers() - usize::from(ssl_preread.is_some());
-    for (cscf, conf) in stream.servers::<Module>() {
+    for (cscf, conf, _) in stream.servers::<Module>() {
         conf.room_for_later_handlers =
             others > 0 || ssl_preread.is_some_and(|m| ssl_preread_enabled(cscf, m));
     }

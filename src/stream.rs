@@ -14,11 +14,11 @@ use core::ptr::{self, NonNull};
 use ngx::core::NGX_CONF_ERROR;
 use ngx::core::NGX_CONF_OK;
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_connection_t, ngx_flag_t, ngx_int_t, ngx_module_t, ngx_pcalloc,
-    ngx_str_t, ngx_stream_complex_value_t, ngx_stream_conf_ctx_t, ngx_stream_core_main_conf_t,
-    ngx_stream_core_module, ngx_stream_core_srv_conf_t, ngx_stream_handler_pt,
-    ngx_stream_phases_NGX_STREAM_LOG_PHASE, ngx_stream_phases_NGX_STREAM_PREREAD_PHASE,
-    ngx_stream_session_t, ngx_uint_t,
+    ngx_array_push, ngx_conf_t, ngx_connection_t, ngx_flag_t, ngx_int_t, ngx_log_t, ngx_module_t,
+    ngx_pcalloc, ngx_str_t, ngx_stream_complex_value_t, ngx_stream_conf_ctx_t,
+    ngx_stream_core_main_conf_t, ngx_stream_core_module, ngx_stream_core_srv_conf_t,
+    ngx_stream_handler_pt, ngx_stream_phases_NGX_STREAM_LOG_PHASE,
+    ngx_stream_phases_NGX_STREAM_PREREAD_PHASE, ngx_stream_session_t, ngx_uint_t,
 };
 
 pub const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
@@ -235,11 +235,45 @@ unsafe impl StreamModule for StreamCore {
     }
 }
 
+/// The stream SSL module, for its server configuration (`ssl_verify_client`).
+#[cfg(ngx_feature = "stream_ssl")]
+struct StreamSsl;
+
+#[cfg(all(ngx_feature = "stream_ssl", ngx_stream_virtual_servers))]
+type SslSrvConf = ngx::ffi::ngx_stream_ssl_srv_conf_t;
+#[cfg(all(ngx_feature = "stream_ssl", not(ngx_stream_virtual_servers)))]
+type SslSrvConf = ngx::ffi::ngx_stream_ssl_conf_t;
+
+// SAFETY: ngx_stream_ssl_module's srv_conf is its server configuration
+// (SslSrvConf in the nginx being built against); its context is never read
+// through this type.
+#[cfg(ngx_feature = "stream_ssl")]
+unsafe impl StreamModule for StreamSsl {
+    type SrvConf = SslSrvConf;
+    type Ctx = ();
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: a static of nginx's, indexed once at configuration time.
+        unsafe { &*ptr::addr_of!(ngx::ffi::ngx_stream_ssl_module) }
+    }
+}
+
+/// Whether a server's devices can present a client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// No `listen ... ssl`: plain TCP.
+    NoTls,
+    /// TLS with `ssl_verify_client off`: nginx asks for no certificate.
+    NotRequested,
+    /// TLS with `ssl_verify_client on`, `optional` or `optional_no_ca`.
+    Requested,
+}
+
 /// The `stream {}` block during postconfiguration: its core main
 /// configuration, its servers and their module configurations.
 pub struct StreamConf<'cf> {
     cf: *mut ngx_conf_t,
     cmcf: &'cf mut ngx_stream_core_main_conf_t,
+    log: *mut ngx_log_t,
 }
 
 impl<'cf> StreamConf<'cf> {
@@ -249,13 +283,14 @@ impl<'cf> StreamConf<'cf> {
     pub unsafe fn from_conf(cf: *mut ngx_conf_t) -> Option<Self> {
         // SAFETY: the caller's contract; the core module's main_conf slot
         // holds its ngx_stream_core_main_conf_t.
-        let cmcf = unsafe {
+        let (cmcf, log) = unsafe {
             let ctx = (*cf).ctx.cast::<ngx_stream_conf_ctx_t>();
-            (*(*ctx).main_conf.add(StreamCore::module().ctx_index))
+            let cmcf = (*(*ctx).main_conf.add(StreamCore::module().ctx_index))
                 .cast::<ngx_stream_core_main_conf_t>()
-                .as_mut()?
+                .as_mut()?;
+            (cmcf, (*cf).log)
         };
-        Some(StreamConf { cf, cmcf })
+        Some(StreamConf { cf, cmcf, log })
     }
 
     /// The preread handlers installed so far, by the modules configured
@@ -284,26 +319,43 @@ impl<'cf> StreamConf<'cf> {
         }
     }
 
-    /// Each server's core configuration with M's configuration of it.
+    /// The configuration's log: `nginx -t` and the start-up log.
+    pub fn log(&self) -> *mut ngx_log_t {
+        self.log
+    }
+
+    /// Each server's core configuration with M's configuration of it, and
+    /// whether its devices can present a client certificate.
     pub fn servers<M: StreamModule>(
         &mut self,
-    ) -> impl Iterator<Item = (&mut ngx_stream_core_srv_conf_t, &mut M::SrvConf)> + '_ {
+    ) -> impl Iterator<
+        Item = (
+            &mut ngx_stream_core_srv_conf_t,
+            &mut M::SrvConf,
+            ClientCertificates,
+        ),
+    > + '_ {
         let elts = self
             .cmcf
             .servers
             .elts
             .cast::<*mut ngx_stream_core_srv_conf_t>();
+        let cmcf: *const ngx_stream_core_main_conf_t = &*self.cmcf;
         (0..self.cmcf.servers.nelts).filter_map(move |i| {
             // SAFETY: servers is an array of nelts server core
             // configurations, each distinct; each has a srv_conf array with
             // a slot per module, M's made by create_srv_conf::<M>. One
-            // server's pair is handed out at a time.
+            // server's pair is handed out at a time. The main configuration
+            // is only read, and only its listen records, which the pair does
+            // not cover.
             unsafe {
-                let cscf = (*elts.add(i)).as_mut()?;
+                let cscf = *elts.add(i);
+                let certificates = client_certificates(cmcf, cscf.cast_const());
+                let cscf = cscf.as_mut()?;
                 let conf = (*(*cscf.ctx).srv_conf.add(M::module().ctx_index))
                     .cast::<M::SrvConf>()
                     .as_mut()?;
-                Some((cscf, conf))
+                Some((cscf, conf, certificates))
             }
         })
     }
@@ -340,4 +392,104 @@ impl<'cf> StreamConf<'cf> {
         }
         true
     }
+}
+
+/// Whether the server `cscf` of `cmcf` takes client certificates: it has
+/// a `listen ... ssl` and an `ssl_verify_client` other than `off`.
+///
+/// # Safety
+/// `cmcf` is a stream block's core main configuration after parsing and
+/// merging, and `cscf` null or one of its servers.
+#[cfg(ngx_feature = "stream_ssl")]
+unsafe fn client_certificates(
+    cmcf: *const ngx_stream_core_main_conf_t,
+    cscf: *const ngx_stream_core_srv_conf_t,
+) -> ClientCertificates {
+    // SAFETY: the caller's contract; a server's srv_conf array has a slot
+    // for the SSL module, holding its server configuration.
+    unsafe {
+        if cscf.is_null() || !has_ssl_listener(&*cmcf, cscf) {
+            return ClientCertificates::NoTls;
+        }
+        let sscf = (*(*(*cscf).ctx).srv_conf.add(StreamSsl::module().ctx_index))
+            .cast::<SslSrvConf>()
+            .as_ref();
+        match sscf {
+            Some(sscf) if sscf.verify != 0 => ClientCertificates::Requested,
+            _ => ClientCertificates::NotRequested,
+        }
+    }
+}
+
+#[cfg(not(ngx_feature = "stream_ssl"))]
+unsafe fn client_certificates(
+    _cmcf: *const ngx_stream_core_main_conf_t,
+    _cscf: *const ngx_stream_core_srv_conf_t,
+) -> ClientCertificates {
+    ClientCertificates::NoTls
+}
+
+/// Whether one of the addresses `cscf` listens on has `ssl`. Since 1.25.5
+/// each address of each port lists its servers.
+///
+/// # Safety
+/// As for [`client_certificates`].
+#[cfg(all(ngx_feature = "stream_ssl", ngx_stream_virtual_servers))]
+unsafe fn has_ssl_listener(
+    cmcf: &ngx_stream_core_main_conf_t,
+    cscf: *const ngx_stream_core_srv_conf_t,
+) -> bool {
+    use ngx::ffi::{ngx_stream_conf_addr_t, ngx_stream_conf_port_t};
+    // SAFETY: ports is null or an array of ngx_stream_conf_port_t, each
+    // with an array of ngx_stream_conf_addr_t, each with an array of
+    // server pointers: what ngx_stream_add_listen built while parsing.
+    unsafe {
+        let Some(ports) = cmcf.ports.as_ref() else {
+            return false;
+        };
+        array::<ngx_stream_conf_port_t>(ports).iter().any(|port| {
+            array::<ngx_stream_conf_addr_t>(&port.addrs)
+                .iter()
+                .any(|addr| {
+                    addr.opt.ssl() != 0
+                        && array::<*mut ngx_stream_core_srv_conf_t>(&addr.servers)
+                            .iter()
+                            .any(|&server| ptr::eq(server, cscf))
+                })
+        })
+    }
+}
+
+/// Whether one of the `listen` directives of `cscf` has `ssl`. Before
+/// 1.25.5 the listens are one array, each naming its server's context.
+///
+/// # Safety
+/// As for [`client_certificates`].
+#[cfg(all(ngx_feature = "stream_ssl", not(ngx_stream_virtual_servers)))]
+unsafe fn has_ssl_listener(
+    cmcf: &ngx_stream_core_main_conf_t,
+    cscf: *const ngx_stream_core_srv_conf_t,
+) -> bool {
+    // SAFETY: listen is an array of ngx_stream_listen_t, one per listen
+    // directive; cscf is a live server configuration.
+    unsafe {
+        let ctx = (*cscf).ctx;
+        array::<ngx::ffi::ngx_stream_listen_t>(&cmcf.listen)
+            .iter()
+            .any(|listen| listen.ctx == ctx && listen.ssl() != 0)
+    }
+}
+
+/// The elements of an `ngx_array_t`.
+///
+/// # Safety
+/// `a` holds `nelts` initialised elements of type `T` (or none), which
+/// outlive the returned slice and are not written while it lives.
+#[cfg(ngx_feature = "stream_ssl")]
+unsafe fn array<T>(a: &ngx::ffi::ngx_array_t) -> &[T] {
+    if a.elts.is_null() || a.nelts == 0 {
+        return &[];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { core::slice::from_raw_parts(a.elts.cast::<T>(), a.nelts) }
 }

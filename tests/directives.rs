@@ -83,3 +83,69 @@ fn bad_directive_values_fail_the_configuration_test() {
         assert!(stderr.contains(complaint), "{directive}: {stderr}");
     }
 }
+
+#[test]
+fn client_id_match_without_client_certificates_warns() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("nginx.conf");
+    let certificate = format!(
+        "ssl_certificate {};\n ssl_certificate_key {};\n",
+        pki.server_chain.display(),
+        pki.server_key.display()
+    );
+    let servers = [
+        // Plain TCP: no certificate can ever arrive.
+        ("plain", String::new(), "mqtt_client_id_match cn;"),
+        // TLS, but nginx asks for no certificate.
+        (
+            " ssl",
+            format!("{certificate} ssl_verify_client off;\n"),
+            "mqtt_client_id_match san_uri;",
+        ),
+        // Proper mTLS, and a server that only reads ClientIds: no warning.
+        (
+            " ssl",
+            tls_directives(pki, "optional"),
+            "mqtt_client_id_match cn;",
+        ),
+        ("plain", String::new(), "mqtt_preread on;"),
+    ];
+    let mut text = format!("{}stream {{\n", main_context(dir.path()));
+    let mut lines = Vec::new();
+    for (ssl, tls, directive) in &servers {
+        lines.push(text.lines().count() + 1);
+        let ssl = ssl.trim_start_matches("plain");
+        text.push_str(&format!(
+            "server {{\n listen 127.0.0.1:{}{ssl};\n {tls} {directive}\n return x;\n}}\n",
+            free_port()
+        ));
+    }
+    text.push_str("}\n");
+    std::fs::write(&conf, &text).expect("write");
+    let out = check_conf(dir.path(), &conf);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{text}");
+    let warning = |line: usize| {
+        stderr.lines().find(|l| {
+            l.contains("[warn]")
+                && l.contains("mqtt_client_id_match")
+                && l.contains(&format!("{}:{line},", conf.display()))
+        })
+    };
+    let plain = warning(lines[0]).unwrap_or_else(|| panic!("no warning for plain TCP:\n{stderr}"));
+    assert!(
+        plain.contains("no \"listen ... ssl\"") && plain.contains("no_certificate"),
+        "{plain}"
+    );
+    let off = warning(lines[1]).unwrap_or_else(|| panic!("no warning for verify off:\n{stderr}"));
+    assert!(off.contains("\"ssl_verify_client off\""), "{off}");
+    for line in &lines[2..] {
+        assert_eq!(warning(*line), None, "{stderr}");
+    }
+    assert_eq!(
+        stderr.matches("[warn]").count(),
+        2,
+        "unexpected warnings:\n{stderr}"
+    );
+}

@@ -412,3 +412,45 @@ fn reject_connack_off_closes_without_a_word() {
     // Still accepted when the ClientId is the CN.
     assert_accepted(&d, "quiet", "thing001", Version::V311, "thing001");
 }
+
+#[test]
+fn san_kind_modes_read_only_their_entry_type() {
+    let d = Deployment::start(&[
+        Listener::tls("dns", "optional", "mqtt_client_id_match san_dns;"),
+        Listener::tls("uri", "optional", "mqtt_client_id_match san_uri;"),
+        Listener::tls("email", "optional", "mqtt_client_id_match san_email;"),
+    ]);
+    // The `san` certificate has one entry of each kind.
+    let entries = [
+        ("dns", "san-dns-1.example"),
+        ("uri", "urn:device:san-uri-1"),
+        ("email", "san-mail@example.com"),
+    ];
+    for (listener, _) in entries {
+        for (kind, id) in entries {
+            if kind == listener {
+                assert_accepted(&d, listener, "san", Version::V311, id);
+            } else {
+                assert_refused(
+                    &d,
+                    listener,
+                    Some("san"),
+                    Version::V5,
+                    id,
+                    0x85,
+                    "client_id_mismatch",
+                );
+            }
+        }
+        // Nor does the CN count.
+        assert_refused(
+            &d,
+            listener,
+            Some("san"),
+            Version::V311,
+            "san-holder",
+            0x02,
+            "client_id_mismatch",
+        );
+    }
+}

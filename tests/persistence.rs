@@ -1,13 +1,16 @@
 //! Session persistence: `hash $mqtt_client_id consistent` sends a ClientId
-//! to the same broker every time, from any nginx instance.
+//! to the same broker every time, from any nginx instance; an empty ClientId
+//! is an empty key, for which nginx picks a broker round-robin.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use support::nginx::{hashed_upstream, server};
+use support::client::connect_packet;
+use support::nginx::{hashed_upstream, server, AccessEntry};
 use support::{
-    broker, free_port, wait_until, Deployment, Listener, MqttCli, Nginx, Version, DEADLINE,
+    broker, free_port, wait_until, Deployment, Listener, MqttCli, Nginx, RawClient, ReadEnd,
+    Version, DEADLINE,
 };
 
 const IDS: usize = 30;
@@ -118,4 +121,51 @@ fn two_nginx_instances_route_each_client_id_alike() {
     assert!(a.values().all(|u| u.len() == 1));
     let used: BTreeSet<&String> = a.values().flatten().collect();
     assert_eq!(used.len(), 3, "{used:?}");
+}
+
+/// A session from an address of its own with a CONNECT for `id`, answered
+/// by the broker; its access-log entry once it has ended.
+fn proxied_session(nginx: &Nginx, port: u16, version: Version, id: &str) -> AccessEntry {
+    let mut client = RawClient::plain(port);
+    let key = client.session();
+    client
+        .send(&connect_packet(version, id))
+        .expect("send CONNECT");
+    let reply = client.read_connack(DEADLINE);
+    assert!(
+        matches!(&reply, ReadEnd::Open(b) if b.len() >= 4 && b[0] == 0x20 && b[3] == 0),
+        "{id:?} ({version:?}) not accepted by the broker: {reply:?}"
+    );
+    drop(client);
+    let e = nginx.wait_access_session(key);
+    assert_eq!(
+        (e.status.as_str(), e.client_id.as_str()),
+        ("200", id),
+        "{e:?}"
+    );
+    e
+}
+
+#[test]
+fn empty_client_ids_are_spread_round_robin() {
+    // 3.1.1 with a clean session and MQTT 5 allow an empty ClientId (the
+    // broker assigns one). For an empty key, nginx's hash balancer falls
+    // back to round-robin: the devices go to every broker in turn, where
+    // one key would send them all to the same broker.
+    let d = Deployment::start(&[Listener::plain("mqtt", "mqtt_preread on;")]);
+    let port = d.port("mqtt");
+    let upstreams: Vec<String> = (0..IDS)
+        .map(|i| {
+            let version = if i % 2 == 0 {
+                Version::V311
+            } else {
+                Version::V5
+            };
+            proxied_session(&d.nginx, port, version, "").upstream_addr
+        })
+        .collect();
+    let used: BTreeSet<&String> = upstreams.iter().collect();
+    assert_eq!(used.len(), 3, "{upstreams:?}");
+    // In turn: no broker twice in a row.
+    assert!(upstreams.windows(2).all(|w| w[0] != w[1]), "{upstreams:?}");
 }

@@ -2,8 +2,9 @@
 //! against a client certificate under each `mqtt_client_id_match` policy.
 //!
 //! Input layout:
-//! * byte 0: bits 0-1 pick the policy (off, cn, san, cn_or_san); bits 2-4
-//!   pick the certificate: absent, unverified, unreadable, one of the three
+//! * byte 0: bits 0-1 and 5 pick the policy (off, cn, san, cn_or_san,
+//!   san_dns, san_uri, san_email, and off again); bits 2-4 pick the
+//!   certificate: absent, unverified, unreadable, one of the three
 //!   committed certificates in `certs/` (3-5), or the fuzzer's own bytes,
 //!   `byte 1` of them: (6) a DER certificate, or (7) a subject Name and a
 //!   subjectAltName value, the two parts the nginx glue reads from OpenSSL,
@@ -22,14 +23,15 @@ use mqtt_core::policy::PeerIdentity;
 use mqtt_core::packet::connack::MAX_CONNACK_LEN;
 use mqtt_core::packet::{parse_connect, Parsed, ProtocolLevel};
 use mqtt_core::policy::{
-    check_client_id, ClientIdPolicy, PeerCertificate, RejectReason,
+    check_client_id, ClientIdPolicy, PeerCertificate, RejectReason, SanKind,
 };
 
 /// A committed certificate and the identities it carries.
 struct KnownCert {
     der: &'static [u8],
     common_names: &'static [&'static str],
-    san: &'static [&'static str],
+    /// Each subjectAltName entry with its kind.
+    san: &'static [(SanKind, &'static str)],
 }
 
 const CERTS: [KnownCert; 3] = [
@@ -37,9 +39,9 @@ const CERTS: [KnownCert; 3] = [
         der: include_bytes!("../certs/cn-and-san.der"),
         common_names: &["thing001"],
         san: &[
-            "thing001.example",
-            "urn:dev:thing001",
-            "thing001@example.com",
+            (SanKind::Dns, "thing001.example"),
+            (SanKind::Uri, "urn:dev:thing001"),
+            (SanKind::Email, "thing001@example.com"),
         ],
     },
     KnownCert {
@@ -54,18 +56,24 @@ const CERTS: [KnownCert; 3] = [
     },
 ];
 
-const POLICIES: [ClientIdPolicy; 4] = [
+/// Indexed by bits 0-1 and 5 of the selector, so that the corpus written
+/// for the first four keeps its meaning.
+const POLICIES: [ClientIdPolicy; 8] = [
     ClientIdPolicy::Off,
     ClientIdPolicy::Cn,
-    ClientIdPolicy::San,
+    ClientIdPolicy::San(SanKind::Any),
     ClientIdPolicy::CnOrSan,
+    ClientIdPolicy::San(SanKind::Dns),
+    ClientIdPolicy::San(SanKind::Uri),
+    ClientIdPolicy::San(SanKind::Email),
+    ClientIdPolicy::Off,
 ];
 
 fuzz_target!(|data: &[u8]| {
     let [selector, rest @ ..] = data else {
         return;
     };
-    let policy = POLICIES[usize::from(selector & 0b11)];
+    let policy = POLICIES[usize::from((selector & 0b11) | ((selector >> 3) & 0b100))];
     let cert_choice = (selector >> 2) & 0b111;
 
     let (fuzzed_der, stream) = match (cert_choice, rest) {
@@ -101,11 +109,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(!client_id.is_empty(), "let in with an empty ClientId");
             if let Some(known) = known {
                 let by_cn = known.common_names == [client_id];
-                let by_san = known.san.contains(&client_id);
+                let by_san = |kind: SanKind| {
+                    known.san.iter().any(|&(entry_kind, entry)| {
+                        entry == client_id && (kind == SanKind::Any || kind == entry_kind)
+                    })
+                };
                 let allowed = match policy {
                     ClientIdPolicy::Cn => by_cn,
-                    ClientIdPolicy::San => by_san,
-                    _ => by_cn || by_san,
+                    ClientIdPolicy::San(kind) => by_san(kind),
+                    _ => by_cn || by_san(SanKind::Any),
                 };
                 assert!(allowed, "{client_id:?} let in under {policy:?}");
             }

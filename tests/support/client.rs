@@ -331,6 +331,42 @@ impl Drop for Subscriber {
     }
 }
 
+/// A client configuration trusting the test root, presenting `cert` if
+/// given, for these TLS versions; it keeps the sessions of its connections
+/// in memory for resumption (rustls's default).
+pub fn tls_config(
+    pki: &Pki,
+    cert: Option<&ClientCert>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&pki.root).expect("root PEM") {
+        roots.add(cert.expect("root cert")).expect("add root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = match cert {
+        Some(cert) => {
+            let chain = CertificateDer::pem_file_iter(&cert.chain)
+                .expect("client chain")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("client chain PEM");
+            let key = PrivateKeyDer::from_pem_file(&cert.key).expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client auth cert")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
 /// A TCP or TLS connection driven byte by byte.
 pub struct RawClient {
     stream: Stream,
@@ -441,38 +477,28 @@ impl RawClient {
     /// TLS to nginx, trusting the test root, presenting `cert` if given.
     /// The handshake runs on first use.
     pub fn tls(port: u16, pki: &Pki, cert: Option<&ClientCert>) -> RawClient {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        Self::tls_with(port, tls_config(pki, cert, rustls::DEFAULT_VERSIONS))
+    }
 
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&pki.root).expect("root PEM") {
-            roots.add(cert.expect("root cert")).expect("add root");
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots);
-        let config = match cert {
-            Some(cert) => {
-                let chain = CertificateDer::pem_file_iter(&cert.chain)
-                    .expect("client chain")
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("client chain PEM");
-                let key = PrivateKeyDer::from_pem_file(&cert.key).expect("client key");
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .expect("client auth cert")
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let name = ServerName::try_from("localhost").expect("server name");
-        let conn =
-            rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
+    /// TLS with a configuration of the caller's: connections made with one
+    /// configuration share its session store, so the second resumes the
+    /// session of the first where the server allows it.
+    pub fn tls_with(port: u16, config: Arc<rustls::ClientConfig>) -> RawClient {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+        let conn = rustls::ClientConnection::new(config, name).expect("client connection");
         let tcp = connect_from_fresh_source(port);
         tcp.set_nodelay(true).expect("nodelay");
         RawClient {
             stream: Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))),
+        }
+    }
+
+    /// Whether the TLS handshake was a full one or resumed a session; `None`
+    /// on plain TCP or before the handshake is done.
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(s) => s.conn.handshake_kind(),
         }
     }
 

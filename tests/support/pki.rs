@@ -1,7 +1,8 @@
 //! A test PKI made with the openssl CLI: root CA → intermediate CA → server
 //! and client certificates (ECDSA P-256, X.509 v3), so that nginx's
-//! `ssl_verify_depth 2` is exercised, plus an expired client certificate and
-//! one from a CA nginx does not trust.
+//! `ssl_verify_depth 2` is exercised, plus an expired client certificate,
+//! one from a CA nginx does not trust, and one the intermediate CA revoked
+//! (with a CRL for each CA, as `ssl_crl` needs for every level of the chain).
 //!
 //! Making it takes ~60 openssl runs. nextest runs every test in its own
 //! process, so besides the per-process `OnceLock` the PKI is kept on disk
@@ -15,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bump when the set of certificates changes, so stale caches are not used.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 /// A client certificate: its chain (leaf then intermediate) and key, both PEM.
 #[derive(Clone, Debug)]
@@ -107,13 +108,16 @@ pub struct Pki {
     /// Server leaf + intermediate, CN=localhost, SAN localhost/127.0.0.1.
     pub server_chain: PathBuf,
     pub server_key: PathBuf,
+    /// The CRLs of the root and the intermediate CA: nginx's `ssl_crl`.
+    /// The intermediate's revokes `revoked`.
+    pub crl: PathBuf,
     clients: BTreeMap<&'static str, ClientCert>,
 }
 
 impl Pki {
     /// A client certificate by name: the names in `CLIENTS`, plus
-    /// `expired` (CN=thing-expired) and `untrusted` (CN=thing001 from a CA
-    /// nginx does not know).
+    /// `expired` (CN=thing-expired), `untrusted` (CN=thing001 from a CA
+    /// nginx does not know) and `revoked` (CN=thing-revoked, in the CRL).
     pub fn client(&self, name: &str) -> &ClientCert {
         self.clients
             .get(name)
@@ -154,7 +158,7 @@ fn load(dir: &Path) -> Pki {
     let names = CLIENTS
         .iter()
         .map(|c| c.name)
-        .chain(["expired", "untrusted"]);
+        .chain(["expired", "untrusted", "revoked"]);
     for name in names {
         clients.insert(
             name,
@@ -171,6 +175,7 @@ fn load(dir: &Path) -> Pki {
         ca_chain: dir.join("ca-chain.pem"),
         server_chain: dir.join("server.chain.pem"),
         server_key: dir.join("server.key"),
+        crl: dir.join("crl-chain.pem"),
         clients,
     }
 }
@@ -387,6 +392,73 @@ fn generate(dir: &Path) {
         "expired.chain.pem",
         &["expired.pem", "intermediate.pem"],
     );
+
+    // Revoked by the intermediate CA. `openssl ca` keeps the revocation in
+    // its database and writes the CRL from it; the root's CRL (revoking
+    // nothing) covers the intermediate's own certificate.
+    issue(
+        dir,
+        "intermediate",
+        "revoked",
+        "/O=Acme/CN=thing-revoked",
+        CLIENT_EXT,
+        50,
+    );
+    concat(
+        dir,
+        "revoked.chain.pem",
+        &["revoked.pem", "intermediate.pem"],
+    );
+    let ca = [
+        "-config",
+        "ca.cnf",
+        "-cert",
+        "intermediate.pem",
+        "-keyfile",
+        "intermediate.key",
+    ];
+    openssl(dir, &[&["ca", "-revoke", "revoked.pem"], &ca[..]].concat());
+    openssl(
+        dir,
+        &[
+            &[
+                "ca",
+                "-gencrl",
+                "-crldays",
+                "30",
+                "-out",
+                "intermediate.crl",
+            ],
+            &ca[..],
+        ]
+        .concat(),
+    );
+    std::fs::create_dir_all(dir.join("root-db")).expect("root-db");
+    std::fs::write(dir.join("root-db/index.txt"), b"").expect("root index");
+    std::fs::write(
+        dir.join("root-ca.cnf"),
+        "[ca]\ndefault_ca = ca_default\n\
+         [ca_default]\ndatabase = root-db/index.txt\ndefault_md = sha256\n",
+    )
+    .expect("root-ca.cnf");
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-gencrl",
+            "-crldays",
+            "30",
+            "-config",
+            "root-ca.cnf",
+            "-cert",
+            "root.pem",
+            "-keyfile",
+            "root.key",
+            "-out",
+            "root.crl",
+        ],
+    );
+    concat(dir, "crl-chain.pem", &["intermediate.crl", "root.crl"]);
 
     // Same CN as a legitimate device, issued by a CA nginx does not trust.
     self_signed_ca(dir, "rogue-ca", "/O=Rogue/CN=Rogue CA");

@@ -28,6 +28,19 @@ pub enum CommonName<'a> {
     NotText,
 }
 
+/// Which subjectAltName entries can name a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanKind {
+    /// DNS, URI and email entries alike.
+    Any,
+    /// `dNSName` entries only.
+    Dns,
+    /// `uniformResourceIdentifier` entries only.
+    Uri,
+    /// `rfc822Name` (email) entries only.
+    Email,
+}
+
 /// The certificate's DER does not have the shape of an X.509 certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnreadableCertificate;
@@ -97,17 +110,20 @@ impl<'a> PeerIdentity<'a> {
         self.common_name
     }
 
-    /// Whether `id` equals, byte for byte, one of the DNS, URI or email
-    /// subjectAltName entries. A malformed extension names nobody; an entry
-    /// of a kind x509-parser cannot read is skipped.
-    pub fn has_san(&self, id: &str) -> bool {
+    /// Whether `id` equals, byte for byte, one of the subjectAltName entries
+    /// of `kind` (any DNS, URI or email entry for [`SanKind::Any`]). A
+    /// malformed extension names nobody; an entry of another kind, or one
+    /// x509-parser cannot read, is skipped.
+    pub fn has_san(&self, id: &str, kind: SanKind) -> bool {
         let Some(mut names) = self.alt_names else {
             return false;
         };
         while let Ok((rest, name)) = Any::from_der(names) {
             names = rest;
-            let entry = match GeneralName::try_from(name) {
-                Ok(GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s)) => s,
+            let entry = match (kind, GeneralName::try_from(name)) {
+                (SanKind::Any | SanKind::Dns, Ok(GeneralName::DNSName(s)))
+                | (SanKind::Any | SanKind::Uri, Ok(GeneralName::URI(s)))
+                | (SanKind::Any | SanKind::Email, Ok(GeneralName::RFC822Name(s))) => s,
                 _ => continue,
             };
             if entry == id {

@@ -6,14 +6,19 @@ pub mod identity;
 use crate::packet::connack::encode_connack;
 use crate::packet::rewrite::RewriteError;
 use crate::packet::{InvalidReason, ProtocolLevel, ReasonCode};
-pub use identity::{CommonName, PeerIdentity, UnreadableCertificate};
+pub use identity::{CommonName, PeerIdentity, SanKind, UnreadableCertificate};
 
 /// Which certificate identity the ClientId must equal (`mqtt_client_id_match`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientIdPolicy {
     Off,
+    /// The subject Common Name (`cn`).
     Cn,
-    San,
+    /// A subjectAltName entry of this kind (`san`, `san_dns`, `san_uri`,
+    /// `san_email`).
+    San(SanKind),
+    /// The Common Name or a DNS, URI or email subjectAltName entry
+    /// (`cn_or_san`).
     CnOrSan,
 }
 
@@ -172,9 +177,11 @@ pub fn check_client_id(
             _ if cn_matches => Ok(()),
             _ => Err(RejectReason::ClientIdMismatch),
         },
-        ClientIdPolicy::San if identity.has_san(client_id) => Ok(()),
-        ClientIdPolicy::CnOrSan if cn_matches || identity.has_san(client_id) => Ok(()),
-        ClientIdPolicy::San | ClientIdPolicy::CnOrSan => Err(RejectReason::ClientIdMismatch),
+        ClientIdPolicy::San(kind) if identity.has_san(client_id, kind) => Ok(()),
+        ClientIdPolicy::CnOrSan if cn_matches || identity.has_san(client_id, SanKind::Any) => {
+            Ok(())
+        }
+        ClientIdPolicy::San(_) | ClientIdPolicy::CnOrSan => Err(RejectReason::ClientIdMismatch),
     }
 }
 

@@ -36,6 +36,16 @@ fn cert(common_names: &[&str], sans: &[SanType]) -> Vec<u8> {
         .to_vec()
 }
 
+/// Every policy that checks the ClientId.
+const MATCHING: [ClientIdPolicy; 6] = [
+    ClientIdPolicy::Cn,
+    ClientIdPolicy::San(SanKind::Any),
+    ClientIdPolicy::San(SanKind::Dns),
+    ClientIdPolicy::San(SanKind::Uri),
+    ClientIdPolicy::San(SanKind::Email),
+    ClientIdPolicy::CnOrSan,
+];
+
 fn uri(s: &str) -> SanType {
     SanType::URI(s.try_into().expect("ia5"))
 }
@@ -142,7 +152,11 @@ fn san_mode_matches_dns_uri_and_email_entries_only() {
         "urn:device:thing-uri",
         "thing@example.com",
     ] {
-        assert_eq!(check(ClientIdPolicy::San, id, &der), Ok(()), "{id}");
+        assert_eq!(
+            check(ClientIdPolicy::San(SanKind::Any), id, &der),
+            Ok(()),
+            "{id}"
+        );
         assert_eq!(check(ClientIdPolicy::CnOrSan, id, &der), Ok(()), "{id}");
         assert_eq!(
             check(ClientIdPolicy::Cn, id, &der),
@@ -151,21 +165,88 @@ fn san_mode_matches_dns_uri_and_email_entries_only() {
         );
     }
     assert_eq!(
-        check(ClientIdPolicy::San, "thing001", &der),
+        check(ClientIdPolicy::San(SanKind::Any), "thing001", &der),
         Err(RejectReason::ClientIdMismatch)
     );
     assert_eq!(check(ClientIdPolicy::CnOrSan, "thing001", &der), Ok(()));
     assert_eq!(
-        check(ClientIdPolicy::San, "thing-dns", &der),
+        check(ClientIdPolicy::San(SanKind::Any), "thing-dns", &der),
         Err(RejectReason::ClientIdMismatch)
     );
+}
+
+#[test]
+fn san_kind_policies_read_only_entries_of_their_kind() {
+    // Two entries of each kind, in mixed order, with values that would be
+    // valid as another kind too.
+    let der = cert(
+        &["thing001"],
+        &[
+            uri("urn:device:thing-uri"),
+            dns("thing-dns.example"),
+            email("thing@example.com"),
+            dns("thing-dns-2.example"),
+            uri("thing-uri-2"),
+            email("thing-mail-2"),
+        ],
+    );
+    let entries = [
+        (SanKind::Dns, "thing-dns.example"),
+        (SanKind::Dns, "thing-dns-2.example"),
+        (SanKind::Uri, "urn:device:thing-uri"),
+        (SanKind::Uri, "thing-uri-2"),
+        (SanKind::Email, "thing@example.com"),
+        (SanKind::Email, "thing-mail-2"),
+    ];
+    for (entry_kind, id) in entries {
+        assert_eq!(check(ClientIdPolicy::San(SanKind::Any), id, &der), Ok(()));
+        for kind in [SanKind::Dns, SanKind::Uri, SanKind::Email] {
+            let expected = if kind == entry_kind {
+                Ok(())
+            } else {
+                Err(RejectReason::ClientIdMismatch)
+            };
+            assert_eq!(
+                check(ClientIdPolicy::San(kind), id, &der),
+                expected,
+                "{id} ({entry_kind:?}) under {kind:?}"
+            );
+        }
+    }
+    // The CN counts under none of them.
+    for kind in [SanKind::Any, SanKind::Dns, SanKind::Uri, SanKind::Email] {
+        assert_eq!(
+            check(ClientIdPolicy::San(kind), "thing001", &der),
+            Err(RejectReason::ClientIdMismatch)
+        );
+    }
+}
+
+#[test]
+fn san_kind_policies_skip_other_entry_types() {
+    // An IP address entry is no identity under any SAN policy, nor are
+    // other kinds' entries when only one kind counts.
+    let der = cert(
+        &[],
+        &[
+            SanType::IpAddress("127.0.0.1".parse().expect("ip")),
+            dns("only-dns.example"),
+        ],
+    );
+    let identity = PeerIdentity::from_der(&der).expect("parses");
+    assert!(identity.has_san("only-dns.example", SanKind::Dns));
+    assert!(!identity.has_san("only-dns.example", SanKind::Uri));
+    assert!(!identity.has_san("only-dns.example", SanKind::Email));
+    for kind in [SanKind::Any, SanKind::Dns, SanKind::Uri, SanKind::Email] {
+        assert!(!identity.has_san("127.0.0.1", kind), "{kind:?}");
+    }
 }
 
 #[test]
 fn san_mode_without_san_extension_refuses() {
     let der = cert(&["thing001"], &[]);
     assert_eq!(
-        check(ClientIdPolicy::San, "thing001", &der),
+        check(ClientIdPolicy::San(SanKind::Any), "thing001", &der),
         Err(RejectReason::ClientIdMismatch)
     );
 }
@@ -173,22 +254,14 @@ fn san_mode_without_san_extension_refuses() {
 #[test]
 fn empty_client_id_never_matches() {
     let der = cert(&[""], &[]);
-    for policy in [
-        ClientIdPolicy::Cn,
-        ClientIdPolicy::San,
-        ClientIdPolicy::CnOrSan,
-    ] {
+    for policy in MATCHING {
         assert_eq!(check(policy, "", &der), Err(RejectReason::EmptyClientId));
     }
 }
 
 #[test]
 fn missing_or_unverified_certificates_are_refused() {
-    for policy in [
-        ClientIdPolicy::Cn,
-        ClientIdPolicy::San,
-        ClientIdPolicy::CnOrSan,
-    ] {
+    for policy in MATCHING {
         assert_eq!(
             check_client_id(policy, "thing001", &PeerCertificate::Absent),
             Err(RejectReason::NoCertificate)
@@ -214,8 +287,11 @@ fn critical_san_of_a_subjectless_certificate_is_read() {
     let der = cert(&[], &[uri("urn:dev:thing-9")]);
     let identity = PeerIdentity::from_der(&der).expect("parses");
     assert_eq!(identity.common_name(), CommonName::Absent);
-    assert!(identity.has_san("urn:dev:thing-9"));
-    assert_eq!(check(ClientIdPolicy::San, "urn:dev:thing-9", &der), Ok(()));
+    assert!(identity.has_san("urn:dev:thing-9", SanKind::Any));
+    assert_eq!(
+        check(ClientIdPolicy::San(SanKind::Any), "urn:dev:thing-9", &der),
+        Ok(())
+    );
     assert_eq!(
         check(ClientIdPolicy::Cn, "urn:dev:thing-9", &der),
         Err(RejectReason::ClientIdMismatch)
@@ -260,6 +336,7 @@ fn connack_codes_per_version() {
         (RejectReason::EmptyClientId, 0x02, 0x85),
         (RejectReason::NoCertificate, 0x05, 0x87),
         (RejectReason::UnverifiedCertificate, 0x05, 0x87),
+        (RejectReason::UnreadableCertificate, 0x05, 0x87),
         (RejectReason::SeveralCommonNames, 0x05, 0x87),
     ];
     for (reason, v3, v5) in table {
