@@ -17,16 +17,16 @@ use mqtt_core::packet::rewrite::{plan_rewrite, ConnectRewrite, FieldEdit, Rewrit
 use mqtt_core::packet::Connect;
 use mqtt_core::policy::RejectReason;
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_connection_t, ngx_create_temp_buf, ngx_int_t, ngx_pcalloc,
-    ngx_pnalloc, ngx_pool_t, ngx_str_t, ngx_stream_filter_pt, ngx_stream_session_t,
-    ngx_stream_top_filter, ngx_uint_t, NGX_LOG_ALERT,
+    ngx_buf_t, ngx_chain_t, ngx_connection_t, ngx_create_temp_buf, ngx_int_t, ngx_palloc,
+    ngx_pool_t, ngx_str_t, ngx_stream_filter_pt, ngx_stream_session_t, ngx_stream_top_filter,
+    ngx_uint_t, NGX_LOG_ALERT,
 };
 
 use crate::conf::MqttSrvConf;
 use crate::log::{mqtt_debug, mqtt_log};
 use crate::preread::session_ctx;
 use crate::refusal::refuse;
-use crate::session::str_bytes;
+use crate::session::{str_bytes, EMPTY};
 use crate::set_connect::{entries, Field};
 use crate::stream::{Session, NGX_DECLINED, NGX_ERROR};
 use crate::Module;
@@ -34,12 +34,13 @@ use crate::Module;
 /// The longest PROXY protocol v1 header (`NGX_PROXY_PROTOCOL_V1_MAX_HEADER`).
 const PROXY_HEADER_MAX: usize = 107;
 
-/// A session's CONNECT and what replaces it on the way to the upstream.
+/// A session's CONNECT and what replaces it on the way to the upstream,
+/// allocated with the rewritten packet's bytes right behind it.
 pub struct PendingRewrite {
     /// The device's CONNECT, as the preread handler parsed it.
     original: ngx_str_t,
-    /// The rewritten CONNECT.
-    replacement: ngx_str_t,
+    /// A read-only buffer over the rewritten CONNECT.
+    replacement: ngx_buf_t,
     state: FilterState,
 }
 
@@ -55,6 +56,9 @@ enum FilterState {
     Done,
 }
 
+/// User Properties evaluated without a heap allocation; more spill over.
+const INLINE_PROPERTIES: usize = 8;
+
 /// After an accepted CONNECT in a server with `mqtt on`: builds the
 /// rewritten CONNECT for the filter, or refuses the session if it cannot be
 /// built (it is never forwarded unrewritten). `packet` holds the device's
@@ -67,37 +71,64 @@ pub fn prepare(
     limit: usize,
 ) -> ngx_int_t {
     // The values first: evaluating them may run this module's variable
-    // getters, which borrow the session's context.
-    let mut values: Vec<(Field, ngx_str_t, ngx_str_t)> = Vec::new();
+    // getters, which borrow the session's context. They live in the
+    // session's pool.
+    let mut fields: [Option<ngx_str_t>; 3] = [None; 3];
+    let mut properties = [(EMPTY, EMPTY); INLINE_PROPERTIES];
+    let mut spilled = Vec::new();
+    let mut count = 0;
     for entry in entries(conf) {
-        let name = match entry.field {
-            Field::UserProperty => s.complex_value(&entry.name),
-            _ => Some(crate::session::EMPTY),
-        };
-        let (Some(name), Some(value)) = (name, s.complex_value(&entry.value)) else {
+        let Some(value) = s.complex_value(&entry.value) else {
             return NGX_ERROR;
         };
-        values.push((entry.field, name, value));
-    }
-    let mut rewrite = ConnectRewrite::NONE;
-    let mut user_properties: Vec<(&[u8], &[u8])> = Vec::new();
-    for (field, name, value) in &values {
-        let value = str_bytes(value);
-        // An empty value removes the username or password, as NGINX Plus's
-        // module does.
-        let edit = if value.is_empty() {
-            FieldEdit::Remove
-        } else {
-            FieldEdit::Set(value)
-        };
-        match field {
-            Field::ClientId => rewrite.client_id = Some(value),
-            Field::Username => rewrite.username = edit,
-            Field::Password => rewrite.password = edit,
-            Field::UserProperty => user_properties.push((str_bytes(name), value)),
+        match entry.field {
+            Field::ClientId => fields[0] = Some(value),
+            Field::Username => fields[1] = Some(value),
+            Field::Password => fields[2] = Some(value),
+            Field::UserProperty => {
+                let Some(name) = s.complex_value(&entry.name) else {
+                    return NGX_ERROR;
+                };
+                match properties.get_mut(count) {
+                    Some(slot) => *slot = (name, value),
+                    None => spilled.push((name, value)),
+                }
+                count += 1;
+            }
         }
     }
-    rewrite.user_properties = &user_properties;
+    // An empty value removes the username or password, as NGINX Plus's
+    // module does.
+    fn edit(value: &Option<ngx_str_t>) -> FieldEdit<'_> {
+        match value.as_ref().map(str_bytes) {
+            None => FieldEdit::Keep,
+            Some([]) => FieldEdit::Remove,
+            Some(bytes) => FieldEdit::Set(bytes),
+        }
+    }
+    fn pair((name, value): &(ngx_str_t, ngx_str_t)) -> (&[u8], &[u8]) {
+        (str_bytes(name), str_bytes(value))
+    }
+    let mut inline = [(&[][..], &[][..]); INLINE_PROPERTIES];
+    for (slot, property) in inline
+        .iter_mut()
+        .zip(&properties[..count.min(INLINE_PROPERTIES)])
+    {
+        *slot = pair(property);
+    }
+    let all: Vec<(&[u8], &[u8])>;
+    let user_properties = if spilled.is_empty() {
+        &inline[..count]
+    } else {
+        all = properties.iter().chain(&spilled).map(pair).collect();
+        &all[..]
+    };
+    let rewrite = ConnectRewrite {
+        client_id: fields[0].as_ref().map(str_bytes),
+        username: edit(&fields[1]),
+        password: edit(&fields[2]),
+        user_properties,
+    };
 
     let Some((c, ctx)) = session_ctx(s) else {
         return NGX_ERROR;
@@ -138,32 +169,19 @@ pub fn prepare(
             connect.level.name()
         );
     }
-    let Some(replacement) = pool_bytes(c.pool, plan.len()) else {
-        return NGX_ERROR;
-    };
-    // SAFETY: a fresh allocation of plan.len() bytes, not aliased.
-    let out = unsafe { core::slice::from_raw_parts_mut(replacement.data, replacement.len) };
-    if plan.write(out) != plan.len() {
-        return NGX_ERROR;
-    }
     let Some(original) = packet.get(..connect.packet_len) else {
         return NGX_ERROR;
     };
-    let pending = PendingRewrite {
-        original: crate::session::borrowed_str(original),
-        replacement,
-        state: FilterState::Start,
-    };
-    // SAFETY: c.pool is the connection's live pool; ngx_pcalloc aligns for
-    // any struct, and the PendingRewrite needs no destructor.
-    let Some(slot) = NonNull::new(unsafe { ngx_pcalloc(c.pool, size_of::<PendingRewrite>()) })
-    else {
+    let Some(mut pending) = PendingRewrite::create(c.pool, original, plan.len()) else {
         return NGX_ERROR;
     };
-    let slot = slot.cast::<PendingRewrite>();
-    // SAFETY: a fresh allocation of the right size and alignment.
-    unsafe { slot.as_ptr().write(pending) };
-    ctx.rewrite = Some(slot);
+    // SAFETY: the bytes behind the PendingRewrite, plan.len() of them, are
+    // this function's until the filter reads them.
+    let out = unsafe { pending.as_mut().replacement_bytes() };
+    if plan.write(out) != plan.len() {
+        return NGX_ERROR;
+    }
+    ctx.rewrite = Some(pending);
     mqtt_debug!(
         c.log,
         "CONNECT rewritten for the upstream: {} bytes, was {}",
@@ -173,14 +191,47 @@ pub fn prepare(
     NGX_DECLINED
 }
 
-/// `len` uninitialised bytes from `pool`.
-fn pool_bytes(pool: *mut ngx_pool_t, len: usize) -> Option<ngx_str_t> {
-    // SAFETY: pool is the connection's live pool.
-    let data = NonNull::new(unsafe { ngx_pnalloc(pool, len.max(1)) }.cast::<u8>())?;
-    Some(ngx_str_t {
-        len,
-        data: data.as_ptr(),
-    })
+impl PendingRewrite {
+    /// One allocation from `pool`: the state, and room for the `len` bytes
+    /// of the rewritten CONNECT behind it.
+    fn create(pool: *mut ngx_pool_t, original: &[u8], len: usize) -> Option<NonNull<Self>> {
+        let size = size_of::<PendingRewrite>().checked_add(len)?;
+        // SAFETY: pool is the connection's live pool; ngx_palloc aligns to
+        // a pointer, as much as PendingRewrite needs.
+        let p = NonNull::new(unsafe { ngx_palloc(pool, size) })?.cast::<PendingRewrite>();
+        // SAFETY: p has room for the struct and len bytes after it; the
+        // struct is written whole (the buffer zeroed first, as
+        // ngx_calloc_buf makes it) and needs no destructor.
+        unsafe {
+            let data = p.as_ptr().cast::<u8>().add(size_of::<PendingRewrite>());
+            let mut replacement: ngx_buf_t = core::mem::zeroed();
+            replacement.start = data;
+            replacement.pos = data;
+            replacement.last = data.add(len);
+            replacement.end = replacement.last;
+            replacement.set_memory(1);
+            replacement.set_flush(1);
+            replacement.tag = ptr::addr_of!(crate::ngx_stream_mqtt_preread_module)
+                .cast_mut()
+                .cast();
+            p.as_ptr().write(PendingRewrite {
+                original: crate::session::borrowed_str(original),
+                replacement,
+                state: FilterState::Start,
+            });
+        }
+        Some(p)
+    }
+
+    /// The bytes of the rewritten CONNECT, behind the struct.
+    ///
+    /// # Safety
+    /// No other reference to those bytes may be alive.
+    unsafe fn replacement_bytes(&mut self) -> &mut [u8] {
+        let b = &self.replacement;
+        // SAFETY: [start, end) is the allocation's tail, made by create().
+        unsafe { core::slice::from_raw_parts_mut(b.start, b.end.offset_from(b.start) as usize) }
+    }
 }
 
 static mut NEXT_FILTER: ngx_stream_filter_pt = None;
@@ -303,7 +354,8 @@ fn put_in_place(
                         return Err("bytes on the way to the upstream are not the CONNECT that was accepted");
                     }
                     if dropped + n == original.len() {
-                        out.push_memory(&pending.replacement).ok_or(OUT_OF_MEMORY)?;
+                        out.push_own(&mut pending.replacement)
+                            .ok_or(OUT_OF_MEMORY)?;
                         pending.state = FilterState::Done;
                     } else {
                         pending.state = FilterState::Dropping {
@@ -388,24 +440,8 @@ impl ChainBuilder {
         self.link(b)
     }
 
-    /// Appends a read-only buffer over `bytes`, which outlive the session.
-    fn push_memory(&mut self, bytes: &ngx_str_t) -> Option<()> {
-        // SAFETY: ngx_calloc_buf; the buffer is zeroed.
-        let b = NonNull::new(unsafe { ngx_pcalloc(self.pool, size_of::<ngx_buf_t>()) })?
-            .cast::<ngx_buf_t>()
-            .as_ptr();
-        // SAFETY: b is a fresh buffer; the bytes are the pool's.
-        unsafe {
-            (*b).start = bytes.data;
-            (*b).pos = bytes.data;
-            (*b).last = bytes.data.add(bytes.len);
-            (*b).end = (*b).last;
-            (*b).set_memory(1);
-            (*b).set_flush(1);
-            (*b).tag = ptr::addr_of!(crate::ngx_stream_mqtt_preread_module)
-                .cast_mut()
-                .cast();
-        }
+    /// Appends `b`, a buffer of this module's that outlives the session.
+    fn push_own(&mut self, b: &mut ngx_buf_t) -> Option<()> {
         self.last_is_own = true;
         self.link(b)
     }

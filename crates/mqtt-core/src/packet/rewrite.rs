@@ -16,10 +16,8 @@
 use core::fmt;
 
 use super::connect::Connect;
-use super::invalid::InvalidReason;
 use super::properties::property_id;
 use super::protocol::{ConnectFlags, ProtocolLevel};
-use super::reader::Reader;
 use super::writer::{var_int_len, Writer};
 
 /// What becomes of the User Name or the Password.
@@ -300,54 +298,79 @@ impl RewritePlan<'_> {
     }
 }
 
-/// The fields of a CONNECT that parsed, walked again by their lengths.
+/// Where the fields of a CONNECT that parsed are, from the parsed fields
+/// themselves (they borrow from `packet`) and the lengths between them;
+/// `None` if `connect` was not parsed from `packet`.
 fn layout(packet: &[u8], connect: &Connect<'_>) -> Option<Layout> {
-    let mut r = Reader::complete(packet, InvalidReason::Truncated);
-    r.u8().ok()?;
-    r.var_int(InvalidReason::RemainingLengthTooLong).ok()?;
-    let protocol_start = r.pos;
-    r.binary().ok()?;
-    r.u8().ok()?;
-    let protocol = (protocol_start, r.pos);
-    if r.u8().ok()? != connect.flags.bits() {
+    let base = packet.as_ptr() as usize;
+    // Where `field`, a slice of the packet, starts in it.
+    let offset = |field: &[u8]| -> Option<usize> {
+        let at = (field.as_ptr() as usize).checked_sub(base)?;
+        (at.checked_add(field.len())? <= packet.len()).then_some(at)
+    };
+    let length_at = |at: usize| -> Option<usize> {
+        let bytes = packet.get(at..at.checked_add(2)?)?;
+        Some(usize::from(u16::from_be_bytes([
+            *bytes.first()?,
+            *bytes.get(1)?,
+        ])))
+    };
+    // The Remaining Length's last byte is the first without the
+    // continuation bit (the parser allowed at most four).
+    let header = packet
+        .get(1..)?
+        .iter()
+        .take(4)
+        .position(|b| b & 0x80 == 0)?
+        + 2;
+    let protocol = (header, header + 2 + connect.level.protocol_name().len() + 1);
+    if packet.get(protocol.1) != Some(&connect.flags.bits()) {
         return None;
     }
-    let keep_alive = r.pos;
-    r.u16().ok()?;
-    let is_v5 = connect.level == ProtocolLevel::V5;
-    let properties = if is_v5 {
-        let len = r.var_int(InvalidReason::PropertyLengthTooLong).ok()?;
-        let start = r.pos;
-        r.take(len).ok()?;
-        (start, r.pos)
+    let keep_alive = protocol.1 + 1;
+    let client_id = offset(connect.client_id.as_bytes())?;
+    let properties = if connect.level == ProtocolLevel::V5 {
+        let raw = connect.properties.raw;
+        let end = client_id.checked_sub(2)?;
+        let start = end.checked_sub(raw.len())?;
+        if keep_alive + 2 + var_int_len(raw.len())? != start {
+            return None;
+        }
+        (start, end)
     } else {
+        if keep_alive + 4 != client_id {
+            return None;
+        }
         (0, 0)
     };
-    if r.binary().ok()? != connect.client_id.as_bytes() {
-        return None;
+    let mut end = client_id + connect.client_id.len();
+    let will_start = end;
+    if let Some(topic) = connect.will_topic {
+        let payload = offset(topic.as_bytes())? + topic.len();
+        end = payload + 2 + length_at(payload)?;
     }
-    let will_start = r.pos;
-    if connect.flags.will() {
-        if is_v5 {
-            let len = r.var_int(InvalidReason::PropertyLengthTooLong).ok()?;
-            r.take(len).ok()?;
-        }
-        r.binary().ok()?;
-        r.binary().ok()?;
-    }
-    let will = (will_start, r.pos);
-    let mut string = |present: bool| -> Option<Option<(usize, usize)>> {
-        if !present {
-            return Some(None);
-        }
-        let len = r.binary().ok()?.len();
-        Some(Some((r.pos - len, r.pos)))
-    };
+    let will = (will_start, end);
     // By what was parsed, not by the flags: MQTT 3.1 lets a packet end
     // before a flagged User Name or Password.
-    let username = string(connect.username.is_some())?;
-    let password = string(connect.password_present)?;
-    r.at_end().then_some(Layout {
+    let username = match connect.username {
+        Some(name) => {
+            let at = offset(name.as_bytes())?;
+            if at != end + 2 {
+                return None;
+            }
+            end = at + name.len();
+            Some((at, end))
+        }
+        None => None,
+    };
+    let password = if connect.password_present {
+        let at = end + 2;
+        end = at + length_at(end)?;
+        Some((at, end))
+    } else {
+        None
+    };
+    (end == packet.len()).then_some(Layout {
         protocol,
         keep_alive,
         properties,
