@@ -111,7 +111,7 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$stage" | cut -f1)
-Depends: $(IFS=,; echo "${depends[*]}" | sed 's/,/, /g')
+Depends: $(IFS=,; d="${depends[*]}"; echo "${d//,/, }")
 Recommends: nginx
 Section: httpd
 Priority: optional
