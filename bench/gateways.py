@@ -32,6 +32,7 @@ class Gateway:
     tls_port: int
     module: str = ""    # our .so, for variant == module
     nohash: bool = False  # module without `hash $mqtt_client_id` (diagnostic)
+    rewrite: bool = False  # module with the CONNECT rewrite (`mqtt on`, a username)
     vendored: bool = False
     upstreams: tuple = tuple(RESPONDERS)
     # measured with callgrind/strace too (the mosquitto row is CPU/latency only)
@@ -87,6 +88,9 @@ def nginx_conf(g: Gateway, pki: Path, js: Path) -> str:
             s = "        mqtt_preread on;\n"
             if tls:
                 s += "        mqtt_client_id_match cn;\n"
+            if g.rewrite:
+                s += ("        mqtt on;\n"
+                      f"        mqtt_set_connect username {'$mqtt_cert_cn' if tls else 'gw-$mqtt_client_id'};\n")
             return s
         if g.variant == "njs":
             return f"        js_preread mqtt.{'preread_cn' if tls else 'preread'};\n"
@@ -195,6 +199,8 @@ def all_gateways(vendored_nginx: str, vendored_module: str, debian_module: str) 
                 module=debian_module),
         Gateway("bnh", "(b-rr) nginx 1.22 + this module, round-robin (diagnostic)", "nginx", "module",
                 DEB_NGINX, 18190, 18191, module=debian_module, nohash=True, cpu=False),
+        Gateway("brw", "(b+rw) nginx 1.22 + this module, CONNECT username rewritten", "nginx", "module",
+                DEB_NGINX, 18200, 18201, module=debian_module, rewrite=True, cpu=False),
         Gateway("c", "(c) nginx 1.22 + njs 0.7.9", "nginx", "njs", DEB_NGINX, 18130, 18131),
         Gateway("d0", "(d0) HAProxy 2.6, no MQTT rules", "haproxy", "haproxy-plain", HAPROXY, 18140, 18141),
         Gateway("d", "(d) HAProxy 2.6, MQTT rules", "haproxy", "haproxy-mqtt", HAPROXY, 18150, 18151),

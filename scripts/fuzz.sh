@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(parse_connect decide)
+[[ ${#targets[@]} -gt 0 ]] || targets=(parse_connect decide rewrite)
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 

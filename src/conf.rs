@@ -1,4 +1,5 @@
-//! Directives and their server-level configuration.
+//! Directives and their server-level configuration (the rewrite's
+//! `mqtt_set_connect` is parsed in [`set_connect`]).
 
 use core::ffi::c_void;
 use core::mem::offset_of;
@@ -6,12 +7,15 @@ use core::ptr;
 
 use mqtt_core::policy::ClientIdPolicy;
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_enum_t, ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_flag_t,
-    ngx_str_t, ngx_stream_content_handler_pt, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1,
-    NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF, NGX_STREAM_SRV_CONF, NGX_STREAM_SRV_CONF_OFFSET,
+    ngx_array_t, ngx_bufs_t, ngx_command_t, ngx_conf_enum_t, ngx_conf_set_bufs_slot,
+    ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_flag_t, ngx_str_t,
+    ngx_stream_content_handler_pt, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
+    NGX_CONF_TAKE23, NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF, NGX_STREAM_SRV_CONF,
+    NGX_STREAM_SRV_CONF_OFFSET,
 };
 use ngx::ngx_string;
 
+use crate::set_connect;
 use crate::stream::Merge;
 
 const UNSET_FLAG: ngx_flag_t = NGX_CONF_UNSET as ngx_flag_t;
@@ -27,6 +31,13 @@ pub struct MqttSrvConf {
     pub reject_malformed: ngx_flag_t,
     /// `mqtt_reject_connack`
     pub reject_connack: ngx_flag_t,
+    /// `mqtt`: rewrite the CONNECT on its way to the upstream.
+    pub rewrite: ngx_flag_t,
+    /// `mqtt_buffers`: `num * size` bounds the rewritten CONNECT.
+    pub buffers: ngx_bufs_t,
+    /// `mqtt_set_connect`, an array of [`set_connect::SetConnect`] (server level only;
+    /// null without any).
+    pub set_connect: *mut ngx_array_t,
     /// The server's content handler (`proxy_pass`), wrapped by the gate that
     /// keeps undecided sessions away from the upstream.
     pub content_handler: ngx_stream_content_handler_pt,
@@ -35,7 +46,19 @@ pub struct MqttSrvConf {
 impl MqttSrvConf {
     /// Whether the module parses CONNECTs in this server.
     pub fn enabled(&self) -> bool {
-        self.preread == 1 || self.policy() != ClientIdPolicy::Off
+        self.preread == 1 || self.policy() != ClientIdPolicy::Off || self.rewrites()
+    }
+
+    /// Whether the first CONNECT is rewritten on its way to the upstream.
+    pub fn rewrites(&self) -> bool {
+        self.rewrite == 1
+    }
+
+    /// The largest rewritten CONNECT `mqtt_buffers` allows.
+    pub fn rewrite_limit(&self) -> usize {
+        usize::try_from(self.buffers.num)
+            .unwrap_or(0)
+            .saturating_mul(self.buffers.size)
     }
 
     pub fn policy(&self) -> ClientIdPolicy {
@@ -47,9 +70,11 @@ impl MqttSrvConf {
         }
     }
 
-    /// Whether a session may reach the upstream only after an accepted CONNECT.
+    /// Whether a session may reach the upstream only after an accepted
+    /// CONNECT. A CONNECT that is to be rewritten must have been parsed,
+    /// whatever `mqtt_reject_malformed` says.
     pub fn requires_connect(&self) -> bool {
-        self.reject_malformed == 1 || self.policy() != ClientIdPolicy::Off
+        self.reject_malformed == 1 || self.policy() != ClientIdPolicy::Off || self.rewrites()
     }
 }
 
@@ -86,7 +111,7 @@ static mut CLIENT_ID_MATCH_VALUES: [ngx_conf_enum_t; 5] = [
 
 const CONTEXT: ngx_uint_t = (NGX_STREAM_MAIN_CONF | NGX_STREAM_SRV_CONF) as ngx_uint_t;
 
-pub static mut COMMANDS: [ngx_command_t; 5] = [
+pub static mut COMMANDS: [ngx_command_t; 9] = [
     ngx_command_t {
         name: ngx_string!("mqtt_preread"),
         type_: CONTEXT | NGX_CONF_FLAG as ngx_uint_t,
@@ -120,6 +145,38 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
         offset: offset_of!(MqttSrvConf, reject_connack),
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("mqtt"),
+        type_: CONTEXT | NGX_CONF_FLAG as ngx_uint_t,
+        set: Some(ngx_conf_set_flag_slot),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: offset_of!(MqttSrvConf, rewrite),
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mqtt_buffers"),
+        type_: CONTEXT | NGX_CONF_TAKE2 as ngx_uint_t,
+        set: Some(ngx_conf_set_bufs_slot),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: offset_of!(MqttSrvConf, buffers),
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mqtt_set_connect"),
+        type_: (NGX_STREAM_SRV_CONF | NGX_CONF_TAKE23) as ngx_uint_t,
+        set: Some(set_connect::set_connect),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mqtt_rewrite_buffer_size"),
+        type_: (NGX_STREAM_SRV_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_connect::rewrite_buffer_size),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -130,6 +187,10 @@ impl Default for MqttSrvConf {
             client_id_match: UNSET_UINT,
             reject_malformed: UNSET_FLAG,
             reject_connack: UNSET_FLAG,
+            rewrite: UNSET_FLAG,
+            // ngx_conf_set_bufs_slot's "unset".
+            buffers: ngx_bufs_t { num: 0, size: 0 },
+            set_connect: ptr::null_mut(),
             content_handler: None,
         }
     }
@@ -151,6 +212,18 @@ impl Merge for MqttSrvConf {
             1,
         );
         merge(&mut self.reject_connack, prev.reject_connack, UNSET_FLAG, 1);
+        merge(&mut self.rewrite, prev.rewrite, UNSET_FLAG, 0);
+        // ngx_conf_merge_bufs_value, with NGINX Plus's default of 100 1k.
+        if self.buffers.num == 0 {
+            self.buffers = if prev.buffers.num != 0 {
+                prev.buffers
+            } else {
+                ngx_bufs_t {
+                    num: 100,
+                    size: 1024,
+                }
+            };
+        }
     }
 }
 

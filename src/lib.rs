@@ -10,6 +10,9 @@
 //! * [`preread`]: the preread handler, which parses and decides.
 //! * [`gate`]: what keeps undecided sessions away from the upstream.
 //! * [`refusal`]: refusing a session: the log line, the CONNACK, the close.
+//! * [`rewrite`]: the CONNECT rewritten for the upstream (`mqtt on`), and
+//!   the stream filter that puts it in place of the device's.
+//! * [`set_connect`]: the rewrite's `mqtt_set_connect` directives.
 //! * [`variables`]: the `$mqtt_*` variables.
 //! * [`session`]: the per-session context and its buffer.
 //! * [`cert`]: the verified peer certificate, from OpenSSL.
@@ -21,7 +24,9 @@ mod gate;
 mod log;
 mod preread;
 mod refusal;
+mod rewrite;
 mod session;
+mod set_connect;
 mod stream;
 mod variables;
 

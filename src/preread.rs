@@ -17,6 +17,7 @@ use crate::conf::MqttSrvConf;
 use crate::gate::{install_gates, settle_undecided};
 use crate::log::{mqtt_debug, mqtt_log};
 use crate::refusal::{refuse, INTERNAL_ERROR};
+use crate::rewrite;
 use crate::session::{borrowed_str, cert_cn_copy, Outcome, SessionCtx};
 use crate::stream::{Session, StreamConf, NGX_AGAIN, NGX_DECLINED, NGX_ERROR, NGX_OK};
 use crate::Module;
@@ -32,6 +33,9 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     };
     if !install_gates(&mut stream) {
         return NGX_OK;
+    }
+    if stream.servers::<Module>().any(|(_, conf)| conf.rewrites()) {
+        rewrite::install_filter();
     }
     if stream.push_preread_handler(Some(preread_handler))
         && stream.prepend_log_handler(Some(settle_undecided))
@@ -123,6 +127,12 @@ fn preread(s: &mut Session<'_>) -> ngx_int_t {
                 let rc = decide(c, conf, ctx, &connect, limit);
                 if rc != NGX_DECLINED {
                     return rc;
+                }
+                if conf.rewrites() {
+                    let rc = rewrite::prepare(s, conf, &connect, received, limit);
+                    if rc != NGX_DECLINED {
+                        return rc;
+                    }
                 }
                 break;
             }

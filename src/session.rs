@@ -6,6 +6,7 @@ use core::ptr::{self, NonNull};
 use ngx::ffi::{ngx_buf_t, ngx_connection_t, ngx_palloc, ngx_pnalloc, ngx_pool_t, ngx_str_t};
 
 use crate::cert::with_peer_certificate;
+use crate::rewrite::PendingRewrite;
 use mqtt_core::packet::{ConnectFramer, ProtocolLevel};
 use mqtt_core::policy::{CommonName, PeerCertificate, RejectReason};
 
@@ -45,6 +46,8 @@ pub struct SessionCtx {
     pub username: ngx_str_t,
     /// `None` until the certificate has been looked at.
     pub cert_cn: Option<ngx_str_t>,
+    /// The CONNECT to put in place of the device's (`mqtt on`).
+    pub rewrite: Option<NonNull<PendingRewrite>>,
     /// The buffer beside the context in the same allocation. nginx reads
     /// into it and the parsed fields point into it, so it is reached only
     /// through this pointer, never through a reference to the context.
@@ -91,6 +94,7 @@ impl SessionCtx {
                 client_id: EMPTY,
                 username: EMPTY,
                 cert_cn: None,
+                rewrite: None,
                 first_read,
             });
         }

@@ -14,11 +14,11 @@ use core::ptr::{self, NonNull};
 use ngx::core::NGX_CONF_ERROR;
 use ngx::core::NGX_CONF_OK;
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_module_t, ngx_pcalloc,
-    ngx_stream_conf_ctx_t, ngx_stream_core_main_conf_t, ngx_stream_core_module,
-    ngx_stream_core_srv_conf_t, ngx_stream_handler_pt, ngx_stream_phase_handler_t,
-    ngx_stream_phases_NGX_STREAM_LOG_PHASE, ngx_stream_phases_NGX_STREAM_PREREAD_PHASE,
-    ngx_stream_session_t, ngx_uint_t,
+    ngx_array_push, ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_module_t, ngx_pcalloc, ngx_str_t,
+    ngx_stream_complex_value_t, ngx_stream_conf_ctx_t, ngx_stream_core_main_conf_t,
+    ngx_stream_core_module, ngx_stream_core_srv_conf_t, ngx_stream_handler_pt,
+    ngx_stream_phase_handler_t, ngx_stream_phases_NGX_STREAM_LOG_PHASE,
+    ngx_stream_phases_NGX_STREAM_PREREAD_PHASE, ngx_stream_session_t, ngx_uint_t,
 };
 
 pub const NGX_OK: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
@@ -171,6 +171,27 @@ impl<'a> Session<'a> {
             let checker = |ph: *const ngx_stream_phase_handler_t| (*ph).checker.map(|f| f as usize);
             checker(ph.add(1)) == checker(ph)
         }
+    }
+
+    /// `ngx_stream_complex_value()`: `cv` evaluated for this session, in its
+    /// pool; `None` when a variable fails to evaluate.
+    pub fn complex_value(&mut self, cv: &ngx_stream_complex_value_t) -> Option<ngx_str_t> {
+        let mut value = ngx_str_t {
+            len: 0,
+            data: ptr::null_mut(),
+        };
+        // SAFETY: cv was compiled for this stream block at configuration
+        // time; nginx reads it and writes only the result. Variable getters
+        // that run meanwhile borrow the session themselves: nothing of it is
+        // borrowed here.
+        let rc = unsafe {
+            ngx::ffi::ngx_stream_complex_value(
+                self.raw.as_ptr(),
+                ptr::from_ref(cv).cast_mut(),
+                &mut value,
+            )
+        };
+        (rc == NGX_OK).then_some(value)
     }
 
     /// `ngx_stream_get_module_ctx(s, M)`.

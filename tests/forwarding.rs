@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
@@ -16,29 +14,9 @@ use support::client::Connect;
 use support::nginx::{
     njs_module, server, standard_conf_loading, tls_directives, Load, ACCESS_LOG_FORMAT,
 };
-use support::{free_port, pki, Nginx, RawClient, ReadEnd, Version};
+use support::{echo_server, free_port, pki, Nginx, RawClient, ReadEnd, Version};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Echoes every connection back to itself, until the process ends.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the echo server");
-    let port = listener.local_addr().expect("local_addr").port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
 
 struct Gateway {
     nginx: Nginx,
@@ -211,6 +189,38 @@ fn not_mqtt() -> Vec<u8> {
         .collect()
 }
 
+/// nginx with njs loaded before this module, so that its preread handler
+/// runs after this module's, and `servers` (inside `stream {}`), whose
+/// `js_preread wait.bytes` waits until `$wait_for` bytes have arrived.
+fn with_njs_waiting_for_bytes(njs: &std::path::Path, servers: &str, ports: &[u16]) -> Nginx {
+    let body = format!("js_import wait from {{prefix}}/wait.js;\n{servers}");
+    Nginx::start_with(
+        |prefix| {
+            std::fs::write(
+                prefix.join("wait.js"),
+                "function bytes(s) {\n\
+                 var seen = 0;\n\
+                 var wanted = Number(s.variables.wait_for);\n\
+                 s.on('upload', function (data, flags) {\n\
+                 seen += data.length;\n\
+                 if (seen >= wanted || flags.last) { s.done(); }\n\
+                 });\n\
+                 }\n\
+                 export default { bytes };\n",
+            )
+            .expect("wait.js");
+            standard_conf_loading(
+                prefix,
+                ACCESS_LOG_FORMAT,
+                &body,
+                njs,
+                Load::BeforeThisModule,
+            )
+        },
+        ports,
+    )
+}
+
 /// A preread handler that runs after this module's, on bytes this module
 /// passed on, has the whole preread_buffer_size to read into: here an njs
 /// handler that waits for 4000 bytes. Needs `$MQTT_TEST_NJS`, like
@@ -222,42 +232,81 @@ fn a_later_preread_handler_gets_a_full_size_buffer() {
     };
     let echo = echo_server();
     let port = free_port();
-    let body = format!(
-        "js_import wait from {{prefix}}/wait.js;\n\
-         server {{ listen 127.0.0.1:{port}; js_preread wait.bytes; mqtt_preread on; \
-         mqtt_reject_malformed off; preread_timeout 5s; proxy_pass 127.0.0.1:{echo}; }}\n"
-    );
-    let nginx = Nginx::start_with(
-        |prefix| {
-            std::fs::write(
-                prefix.join("wait.js"),
-                "function bytes(s) {\n\
-                 var seen = 0;\n\
-                 s.on('upload', function (data, flags) {\n\
-                 seen += data.length;\n\
-                 if (seen >= 4000 || flags.last) { s.done(); }\n\
-                 });\n\
-                 }\n\
-                 export default { bytes };\n",
-            )
-            .expect("wait.js");
-            // njs before this module, so that its preread handler runs after.
-            standard_conf_loading(
-                prefix,
-                ACCESS_LOG_FORMAT,
-                &body,
-                &njs,
-                Load::BeforeThisModule,
-            )
-        },
-        &[port],
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{port}; set $wait_for 4000; js_preread wait.bytes; \
+         mqtt_preread on; mqtt_reject_malformed off; preread_timeout 5s; \
+         proxy_pass 127.0.0.1:{echo}; }}\n"
     );
     let g = Gateway {
-        nginx,
+        nginx: with_njs_waiting_for_bytes(&njs, &servers, &[port]),
         plain: port,
         tls: 0,
     };
     let session = round_trip(&g, "plain", &not_mqtt(), &[]);
     let e = g.nginx.wait_access_session(session);
     assert_eq!(e.status, "200", "{e:?}");
+}
+
+/// After an accepted CONNECT, a preread handler that runs after this
+/// module's still has the room nginx would give it: here an njs handler that
+/// waits for the device's second packet, a 2,000-byte PUBLISH that arrives
+/// after the CONNECT was decided. Without that room nginx ends the session
+/// ("preread buffer full") or, when it peeks, takes the empty read as EOF.
+/// Needs `$MQTT_TEST_NJS`, like tests/gate.rs.
+#[test]
+fn a_later_preread_handler_gets_room_after_an_accepted_connect() {
+    let Some(njs) = njs_module() else {
+        return;
+    };
+    let echo = echo_server();
+    let publish = publish_of_size(2000);
+    let sizes = [40, 900, 1200, 6000];
+    let ports: Vec<u16> = sizes.iter().map(|_| free_port()).collect();
+    // One server per CONNECT size, each told how many bytes make up the
+    // CONNECT and the PUBLISH.
+    let mut servers = String::new();
+    for (size, port) in sizes.iter().zip(&ports) {
+        servers += &format!(
+            "server {{ listen 127.0.0.1:{port}; set $wait_for {}; js_preread wait.bytes; \
+             mqtt_preread on; preread_timeout 5s; proxy_pass 127.0.0.1:{echo}; }}\n",
+            size + publish.len()
+        );
+    }
+    let mut g = Gateway {
+        nginx: with_njs_waiting_for_bytes(&njs, &servers, &ports),
+        plain: 0,
+        tls: 0,
+    };
+    for (size, port) in sizes.into_iter().zip(ports) {
+        let client_id = format!("later-handler-{size}");
+        let connect = connect_of_size(&client_id, size);
+        g.plain = port;
+        let mut stream = connect.clone();
+        stream.extend_from_slice(&publish);
+        // The PUBLISH comes as a read of its own, once the CONNECT is in.
+        let session = round_trip(&g, "plain", &stream, &[connect.len()]);
+        let e = g.nginx.wait_access_session(session);
+        assert_eq!(
+            e.outcome(),
+            ("200", ""),
+            "{size}-byte CONNECT, then a PUBLISH: {e:?}"
+        );
+        assert_eq!(e.client_id, client_id, "{size}-byte CONNECT: {e:?}");
+    }
+}
+
+/// A QoS 0 PUBLISH of exactly `size` bytes.
+fn publish_of_size(size: usize) -> Vec<u8> {
+    let topic = b"devices/later";
+    // Fixed header: type and a two-byte Remaining Length (size < 16 KiB).
+    let remaining = size - 3;
+    let mut packet = vec![
+        0x30,
+        (remaining % 128) as u8 | 0x80,
+        (remaining / 128) as u8,
+    ];
+    packet.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    packet.extend_from_slice(topic);
+    packet.resize(size, b'x');
+    packet
 }

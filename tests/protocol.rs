@@ -5,6 +5,8 @@ mod support;
 
 use std::time::Duration;
 
+use mqtt_core::packet::encode::ConnectBuilder;
+use mqtt_core::packet::ProtocolLevel;
 use support::client::{connect_packet, Connect};
 use support::{pki, Deployment, Listener, MqttCli, RawClient, ReadEnd, Version};
 
@@ -159,6 +161,65 @@ fn connect_delivered_one_byte_at_a_time() {
                 ("200", "bytewise"),
                 "{e:?}"
             );
+        }
+    }
+}
+
+/// What MQTT 3.1 leaves unused is not refused: the flags of the fixed header
+/// (DUP, QoS, RETAIN), Connect Flags bit 0, Will QoS and Retain without a
+/// Will, and a flagged User Name the packet ends before. A real broker takes
+/// each such 3.1 CONNECT; the same bytes at level 4 break 3.1.1 rules and
+/// are refused without reaching one.
+#[test]
+fn mqtt_31_unused_bits_are_accepted_and_311_refuses_them() {
+    let d = deployment();
+    // (what, first byte, Connect Flags; clean session is 0x02)
+    let shapes: [(&str, u8, u8); 5] = [
+        ("reserved-flag", 0x10, 0x03),
+        ("header-flags", 0x1B, 0x02),
+        ("both", 0x1F, 0x03),
+        // Will Retain and QoS 1. (QoS 3 without a Will is disregarded by
+        // 3.1 too, and passed on, but mosquitto refuses it.)
+        ("will-bits", 0x10, 0x2A),
+        ("no-user-name", 0x10, 0x82),
+    ];
+    for (what, first_byte, flags) in shapes {
+        for level in [ProtocolLevel::V31, ProtocolLevel::V311] {
+            let id = format!("v{}-{what}", level.as_u8());
+            let bytes = ConnectBuilder {
+                first_byte,
+                flags_override: Some(flags),
+                ..ConnectBuilder::new(level, id.as_bytes())
+            }
+            .encode();
+            let mut client = RawClient::plain(d.port("plain"));
+            let session = client.session();
+            client.send(&bytes).expect("send");
+            if level == ProtocolLevel::V31 {
+                assert_accepted(&client.read_connack(Duration::from_secs(5)));
+                drop(client);
+                let e = d.nginx.wait_access_session(session);
+                assert_eq!(
+                    (
+                        e.outcome(),
+                        e.protocol_version.as_str(),
+                        e.client_id.as_str()
+                    ),
+                    (("200", ""), "3", id.as_str()),
+                    "{e:?}"
+                );
+                assert!(d.broker_at(&e.upstream_addr).saw_client(&id), "{id}");
+            } else {
+                // 3.1.1 has no CONNACK code for a malformed packet: a close.
+                let reply = client.read_to_close(Duration::from_secs(5));
+                assert!(
+                    reply.is_closed() && reply.bytes().is_empty(),
+                    "{id}: {reply:?}"
+                );
+                let e = d.nginx.wait_access_session(session);
+                assert_eq!(e.outcome(), ("400", "malformed"), "{id}: {e:?}");
+                assert_eq!(e.upstream_addr, "", "{id}: {e:?}");
+            }
         }
     }
 }

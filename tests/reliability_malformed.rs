@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
+use mqtt_core::packet::{parse_connect, Parsed, ProtocolLevel};
 use support::malformed::{cases, fragments, parser_reasons, valid_bases, Case, Rng};
 use support::nginx::AccessEntry;
 use support::reliability::{
@@ -112,6 +113,31 @@ fn generator_covers_every_parser_rule() {
     let names: BTreeSet<&String> = cases.iter().map(|c| &c.name).collect();
     assert_eq!(names.len(), cases.len(), "case names are not unique");
     eprintln!("{} distinct invalid packets: {per_rule:?}", cases.len());
+}
+
+/// Each generated packet breaks the rule it is labelled with, at the level
+/// it is labelled with, for the parser itself (the default 16k
+/// `preread_buffer_size` as the limit); and the bases are valid.
+#[test]
+fn generator_labels_match_the_parser() {
+    const LIMIT: usize = 16_384;
+    for c in distinct_cases() {
+        match parse_connect(&c.bytes, LIMIT) {
+            Parsed::Invalid { reason, level } => assert_eq!(
+                (format!("{reason:?}"), level.map(ProtocolLevel::as_u8)),
+                (c.rule.to_owned(), c.level),
+                "{}",
+                c.name
+            ),
+            other => panic!("{}: {other:?}", c.name),
+        }
+    }
+    for (name, bytes) in valid_bases() {
+        assert!(
+            matches!(parse_connect(&bytes, LIMIT), Parsed::Connect(_)),
+            "{name}"
+        );
+    }
 }
 
 /// Checks every sent case against the access and error logs.

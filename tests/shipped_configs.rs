@@ -267,3 +267,32 @@ fn demo_conf_serves_both_listeners() {
     let mutual = gw.wait_access("client_id=\"thing001\" cert_cn=\"thing001\"");
     assert!(std::ptr::eq(gw.broker_of(&plain), gw.broker_of(&mutual)));
 }
+
+#[test]
+fn connect_rewrite_conf_hands_the_certificate_identity_to_the_broker() {
+    let gw = Shipped::start("connect-rewrite.conf");
+    let pki = pki();
+    let thing001 = pki.client("thing001");
+    // The device sends another device's username and a password.
+    let device = MqttCli::new(gw.tls, Version::V5)
+        .id("thing001")
+        .tls(pki, Some(thing001))
+        .args(&["-u", "thing002", "-P", "not-for-the-broker"]);
+    assert!(device.publish("devices/thing001/t", "1").success());
+    let line = gw.wait_access("client_id=\"thing001\"");
+    assert!(
+        line.contains("device_username=\"thing002\"") && line.contains("status=200"),
+        "{line}"
+    );
+    let broker = gw.broker_of(&line);
+    let connected = wait_until(DEADLINE, "the broker's connection line", || {
+        broker
+            .log_text()
+            .lines()
+            .find(|l| l.contains("New client connected") && l.contains(" as thing001 "))
+            .map(str::to_owned)
+    });
+    // mosquitto prints the username it received (tests/rewrite.rs checks
+    // the packet byte for byte, the password's absence included).
+    assert!(connected.contains("u'thing001'"), "{connected}");
+}

@@ -21,12 +21,30 @@ impl Broker {
 
     /// A broker on a given port (e.g. restarting one that was stopped).
     pub fn start_on(port: u16) -> Broker {
+        Self::start_configured(port, None)
+    }
+
+    /// A broker whose topics are guarded by `acl`, the text of a mosquitto
+    /// ACL file (`pattern readwrite devices/%u/#`, ...).
+    pub fn with_acl(acl: &str) -> Broker {
+        Self::start_configured(free_port(), Some(acl))
+    }
+
+    fn start_configured(port: u16, acl: Option<&str>) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("e2e-broker-")
             .tempdir()
             .expect("tempdir");
         let log = dir.path().join("mosquitto.log");
         let conf = dir.path().join("mosquitto.conf");
+        let acl_line = match acl {
+            Some(acl) => {
+                let path = dir.path().join("acl");
+                std::fs::write(&path, acl).expect("write the ACL file");
+                format!("acl_file {}\n", path.display())
+            }
+            None => String::new(),
+        };
         std::fs::write(
             &conf,
             format!(
@@ -38,7 +56,8 @@ impl Broker {
                  connection_messages true\n\
                  # Started as root, mosquitto would drop to its own user and\n\
                  # could not write the log in this root-owned directory.\n\
-                 user root\n",
+                 user root\n\
+                 {acl_line}",
                 log.display()
             ),
         )

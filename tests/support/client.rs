@@ -311,6 +311,14 @@ impl Subscriber {
         self.wait_line(payload, |l| l == payload);
     }
 
+    /// Whether `payload` has been printed so far (without waiting).
+    pub fn has_printed(&self, payload: &str) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.borrow_mut().push(line);
+        }
+        self.seen.borrow().iter().any(|l| l == payload)
+    }
+
     /// Whether the process is still running (its connection still up).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

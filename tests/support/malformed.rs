@@ -1,12 +1,13 @@
 //! Invalid first packets generated from the specification's rules: valid
 //! CONNECTs of every version, mutated one rule at a time, each labelled with
-//! the `InvalidReason` variant (src/mqtt/connect.rs) the parser must report
-//! and what the device must then see (reject token, CONNACK or none).
+//! the `InvalidReason` variant (crates/mqtt-core/src/packet/invalid.rs) the
+//! parser must report and what the device must then see (reject token,
+//! CONNACK or none). A rule is mutated only into the versions it applies to
+//! (docs/PARSER.md has the table).
 //!
-//! The library cannot be linked into an end-to-end test (it references nginx
-//! symbols), so the variant names and their error-log messages are read from
-//! the parser's source at run time: a variant added to the enum without a
-//! generator here makes the coverage check fail.
+//! The variant names and their error-log messages come from
+//! `InvalidReason::ALL`: a variant added to the enum without a generator here
+//! makes the coverage check fail.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +64,7 @@ impl Case {
                     | "MaximumPacketSizeZero"
                     | "InvalidRequestFlag"
                     | "InvalidPayloadFormat"
+                    | "InvalidResponseTopic"
                     | "AuthDataWithoutMethod" => 0x82,
                     _ => 0x81,
                 },
@@ -273,10 +275,9 @@ pub fn cases() -> Vec<Case> {
     let v311 = Spec::new(4, "device-7");
     let v5 = Spec::new(5, "device-7");
 
-    // NotConnect: any first byte but 0x10.
+    // NotConnect: a first byte whose packet type is not 1 (CONNECT).
     for first in [
-        0x00u8, 0x11, 0x12, 0x14, 0x18, 0x1f, 0x20, 0x30, 0x32, 0x82, 0xc0, 0xe0, 0xf0, 0x16, b'G',
-        0xff,
+        0x00u8, 0x0f, 0x20, 0x21, 0x30, 0x32, 0x82, 0xc0, 0xe0, 0xf0, b'G', 0xff,
     ] {
         add(
             "NotConnect",
@@ -416,23 +417,39 @@ pub fn cases() -> Vec<Case> {
         );
     }
 
-    // Connect-flag rules, on every base.
+    // FixedHeaderFlags: a CONNECT type byte with flags, refused once the
+    // level says 3.1.1 or 5.0 (3.1 allows them).
+    for (base_name, base) in bases.iter().filter(|(_, b)| b.level != 3) {
+        for first in [0x11u8, 0x12, 0x14, 0x16, 0x18, 0x1f] {
+            add(
+                "FixedHeaderFlags",
+                format!("{base_name}: first byte {first:#04x}"),
+                base.with(|s| s.first = first).encode(),
+                Some(base.level),
+            );
+        }
+    }
+
+    // Connect-flag rules, on every base they apply to: 3.1 leaves bit 0
+    // unused and disregards Will QoS/Retain without a Will.
     for (base_name, base) in &bases {
         let level = Some(base.level);
         let flags = base.derived_flags();
-        add(
-            "ReservedFlag",
-            format!("{base_name}: reserved flag"),
-            base.with(|s| s.flags = Some(flags | 0x01)).encode(),
-            level,
-        );
+        if base.level != 3 {
+            add(
+                "ReservedFlag",
+                format!("{base_name}: reserved flag"),
+                base.with(|s| s.flags = Some(flags | 0x01)).encode(),
+                level,
+            );
+        }
         add(
             "WillQos",
             format!("{base_name}: will qos 3"),
             base.with(|s| s.flags = Some(flags | 0x04 | 0x18)).encode(),
             level,
         );
-        if base.will.is_none() {
+        if base.will.is_none() && base.level != 3 {
             for (what, bits) in [
                 ("qos 1", 0x08u8),
                 ("qos 2", 0x10),
@@ -446,20 +463,20 @@ pub fn cases() -> Vec<Case> {
                     level,
                 );
             }
-            if base.level != 5 {
-                add(
-                    "PasswordWithoutUsername",
-                    format!("{base_name}: password flag without username"),
-                    base.with(|s| s.password = Some(b"pw".to_vec())).encode(),
-                    level,
-                );
-                add(
-                    "PasswordWithoutUsername",
-                    format!("{base_name}: password flag, no password, no username"),
-                    base.with(|s| s.flags = Some(flags | 0x40)).encode(),
-                    level,
-                );
-            }
+        }
+        if base.will.is_none() && base.level != 5 {
+            add(
+                "PasswordWithoutUsername",
+                format!("{base_name}: password flag without username"),
+                base.with(|s| s.password = Some(b"pw".to_vec())).encode(),
+                level,
+            );
+            add(
+                "PasswordWithoutUsername",
+                format!("{base_name}: password flag, no password, no username"),
+                base.with(|s| s.flags = Some(flags | 0x40)).encode(),
+                level,
+            );
         }
     }
 
@@ -551,7 +568,13 @@ pub fn cases() -> Vec<Case> {
     ];
     for (rule, list) in [("InvalidUtf8", &bad_utf8[..]), ("NullCharacter", &nul[..])] {
         for (what, bytes) in list {
-            for level in [3u8, 4, 5] {
+            // 3.1 excludes U+0000 from topics only.
+            let levels: &[u8] = if rule == "NullCharacter" {
+                &[4, 5]
+            } else {
+                &[3, 4, 5]
+            };
+            for &level in levels {
                 add(
                     rule,
                     format!("v{level} client id {what}"),
@@ -566,6 +589,14 @@ pub fn cases() -> Vec<Case> {
                 format!("v4 username {what}"),
                 v311.with(|s| s.username = Some(bytes.to_vec())).encode(),
                 Some(4),
+            );
+            add(
+                rule,
+                format!("v3 will topic {what}"),
+                Spec::new(3, "x")
+                    .with(|s| s.will = Some((Vec::new(), None, bytes.to_vec(), b"p".to_vec())))
+                    .encode(),
+                Some(3),
             );
             add(
                 rule,
@@ -585,6 +616,15 @@ pub fn cases() -> Vec<Case> {
             );
             let mut content_type = vec![0x03];
             put_binary(&mut content_type, bytes);
+            let mut response_topic = vec![0x08];
+            put_binary(&mut response_topic, bytes);
+            add(
+                rule,
+                format!("v5 will response topic {what}"),
+                v5.with(|s| s.will = Some((response_topic, None, b"t".to_vec(), b"p".to_vec())))
+                    .encode(),
+                Some(5),
+            );
             add(
                 rule,
                 format!("v5 will content type {what}"),
@@ -814,6 +854,16 @@ pub fn cases() -> Vec<Case> {
             "InvalidRequestFlag",
             format!("property {id:#04x} = {value}"),
             v5.with(|s| s.props = vec![id, value]).encode(),
+            Some(5),
+        );
+    }
+    for topic in [&b""[..], b"+", b"#", b"a/#", b"a/+/b", b"reply#"] {
+        let mut prop = vec![0x08];
+        put_binary(&mut prop, topic);
+        add(
+            "InvalidResponseTopic",
+            format!("will response topic {:?}", String::from_utf8_lossy(topic)),
+            will_v5(prop, None),
             Some(5),
         );
     }

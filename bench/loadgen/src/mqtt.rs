@@ -4,6 +4,8 @@
 
 use std::io;
 
+use mqtt_core::packet::encode::ConnectBuilder;
+use mqtt_core::packet::ProtocolLevel;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const CONNECT: u8 = 1;
@@ -42,16 +44,14 @@ fn packet(first: u8, body: &[u8]) -> Vec<u8> {
 
 /// CONNECT with a clean session, the given keep-alive and ClientId.
 pub fn connect(version: u8, client_id: &str, keep_alive: u16) -> Vec<u8> {
-    let mut body = Vec::with_capacity(32 + client_id.len());
-    put_str(&mut body, b"MQTT");
-    body.push(version);
-    body.push(0x02); // clean session / clean start
-    body.extend_from_slice(&keep_alive.to_be_bytes());
-    if version == 5 {
-        body.push(0); // no properties
-    }
-    put_str(&mut body, client_id.as_bytes());
-    packet(CONNECT << 4, &body)
+    let level = if version == 5 {
+        ProtocolLevel::V5
+    } else {
+        ProtocolLevel::V311
+    };
+    ConnectBuilder::new(level, client_id.as_bytes())
+        .keep_alive(keep_alive)
+        .encode()
 }
 
 /// PUBLISH at QoS 0.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mqtt_core::packet::encode::{typical_v5_properties, ConnectBuilder};
-use mqtt_core::packet::{parse_connect, Parsed, ProtocolLevel};
+use mqtt_core::packet::{parse_connect, ConnectFramer, Parsed, ProtocolLevel};
 use rumqttc::mqttbytes::v4 as rv4;
 use rumqttc::v5::mqttbytes::v5 as rv5;
 
@@ -54,6 +54,72 @@ fn v5_properties() -> Vec<u8> {
 fn long_client_id() -> Vec<u8> {
     let id: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
     ConnectBuilder::new(ProtocolLevel::V311, &id).encode()
+}
+
+/// A 16 KiB MQTT 5 CONNECT, nearly all of it User Properties: text the
+/// parser validates, so that parsing it costs in proportion to its size.
+fn connect_16k() -> Vec<u8> {
+    let names: Vec<String> = (0..160).map(|i| format!("label-{i:03}")).collect();
+    let value = "v".repeat(87);
+    let user: Vec<(&[u8], &[u8])> = names
+        .iter()
+        .map(|name| (name.as_bytes(), value.as_bytes()))
+        .collect();
+    let bytes = ConnectBuilder {
+        properties: typical_v5_properties(&user),
+        ..ConnectBuilder::new(ProtocolLevel::V5, b"sensor-000123")
+    }
+    .username(b"device")
+    .password(b"s3cr3t-t0k3n")
+    .encode();
+    assert!(
+        bytes.len() > 16_000 && bytes.len() <= 16 * 1024,
+        "{}",
+        bytes.len()
+    );
+    bytes
+}
+
+/// The same packet arriving whole, and in 100-byte reads the way nginx
+/// hands them to the module: through `ConnectFramer`, and re-parsed from the
+/// start on every read (what the module did before it framed packets).
+fn bench_fragmented(c: &mut Criterion) {
+    let bytes = connect_16k();
+    let pieces: Vec<usize> = (100..bytes.len())
+        .step_by(100)
+        .chain([bytes.len()])
+        .collect();
+    let mut group = c.benchmark_group("connect_16k");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("whole", |b| {
+        b.iter(|| {
+            let mut framer = ConnectFramer::default();
+            assert!(matches!(
+                framer.parse(black_box(&bytes), LIMIT),
+                Parsed::Connect(_)
+            ));
+        });
+    });
+    group.bench_function("framed_100_byte_reads", |b| {
+        b.iter(|| {
+            let mut framer = ConnectFramer::default();
+            let mut last = Parsed::Incomplete { needed: None };
+            for &end in &pieces {
+                last = framer.parse(black_box(&bytes[..end]), LIMIT);
+            }
+            assert!(matches!(last, Parsed::Connect(_)));
+        });
+    });
+    group.bench_function("reparsed_100_byte_reads", |b| {
+        b.iter(|| {
+            let mut last = Parsed::Incomplete { needed: None };
+            for &end in &pieces {
+                last = parse_connect(black_box(&bytes[..end]), LIMIT);
+            }
+            assert!(matches!(last, Parsed::Connect(_)));
+        });
+    });
+    group.finish();
 }
 
 fn bench(c: &mut Criterion) {
@@ -111,6 +177,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_fragmented
 }
 criterion_main!(benches);

@@ -6,6 +6,7 @@
 //! (property 0x1F, MQTT 5.0 §3.2.2.3.7).
 
 use super::protocol::ProtocolLevel;
+use super::writer::{var_int_len, Writer};
 
 /// Buffer size that holds any CONNACK written by this module with a useful
 /// reason string; [`encode_connack`] truncates the reason string to fit.
@@ -111,49 +112,4 @@ fn fit_reason_string(s: &str, room: usize) -> &str {
         }
     }
     s.get(..len).unwrap_or_default()
-}
-
-/// Size of `value` as a Variable Byte Integer, `None` above the maximum.
-fn var_int_len(value: usize) -> Option<usize> {
-    match value {
-        0..=127 => Some(1),
-        128..=16_383 => Some(2),
-        16_384..=2_097_151 => Some(3),
-        2_097_152..=268_435_455 => Some(4),
-        _ => None,
-    }
-}
-
-/// Appends to a buffer whose size was checked beforehand; writes that would
-/// not fit are dropped rather than panicking.
-struct Writer<'b> {
-    out: &'b mut [u8],
-    pos: usize,
-}
-
-impl Writer<'_> {
-    fn room(&self) -> usize {
-        self.out.len().saturating_sub(self.pos)
-    }
-
-    fn put(&mut self, bytes: &[u8]) {
-        let end = self.pos.saturating_add(bytes.len());
-        if let Some(dst) = self.out.get_mut(self.pos..end) {
-            dst.copy_from_slice(bytes);
-            self.pos = end;
-        }
-    }
-
-    fn var_int(&mut self, mut value: usize) {
-        loop {
-            // Truncation intended: the low seven bits.
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                self.put(&[byte]);
-                return;
-            }
-            self.put(&[byte | 0x80]);
-        }
-    }
 }

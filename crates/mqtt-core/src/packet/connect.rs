@@ -2,7 +2,8 @@
 //!
 //! Supported protocol versions and the sections this parser follows:
 //!
-//! * MQTT 3.1 (IBM/Eurotech, 2010), "CONNECT": protocol name `MQIsdp`, level 3.
+//! * MQTT 3.1 (IBM/Eurotech, 2010), "CONNECT" and appendix A (topics):
+//!   protocol name `MQIsdp`, level 3.
 //! * MQTT 3.1.1 (OASIS, 2014): §1.5.3 (UTF-8 strings), §2.2 (fixed header and
 //!   Remaining Length), §3.1 (CONNECT). Protocol name `MQTT`, level 4.
 //! * MQTT 5.0 (OASIS, 2019): §1.5.4 (UTF-8 strings), §1.5.5 (Variable Byte
@@ -18,11 +19,17 @@
 //! * while no rule is violated by the bytes present, a strict prefix of a
 //!   CONNECT packet is [`Parsed::Incomplete`];
 //! * a violation is reported as soon as the bytes that prove it are present
-//!   (a first byte that is not `0x10`, a protocol name that is not MQTT, a
-//!   declared size above the limit, a field that is longer than the declared
-//!   Remaining Length, ...). The fields are checked in wire order and each
-//!   check looks only at bytes that precede it, so a longer prefix of the same
-//!   stream reports the same [`Parsed::Invalid`].
+//!   (a first byte whose packet type is not CONNECT, a protocol name that is
+//!   not MQTT, a declared size above the limit, a field that is longer than
+//!   the declared Remaining Length, ...). The fields are checked in wire
+//!   order and each check looks only at bytes that precede it, so a longer
+//!   prefix of the same stream reports the same [`Parsed::Invalid`].
+//!
+//! Each rule is applied to the versions whose specification states it; the
+//! rule → version table is in `docs/PARSER.md`. Where the versions differ
+//! the check needs the protocol level, which comes before every field it
+//! governs except the fixed header's flags: those are held until the level
+//! is read, then checked first.
 //!
 //! Bytes that follow the CONNECT packet in the buffer (a client that pipelines
 //! a PUBLISH right after its CONNECT) are not part of the packet and are not
@@ -37,7 +44,7 @@
 use super::invalid::InvalidReason;
 use super::properties::{property_id, Properties};
 use super::protocol::{ConnectFlags, ProtocolLevel};
-use super::reader::{Reader, Stop};
+use super::reader::{is_topic_name, Reader, Stop};
 
 /// A well-formed CONNECT packet.
 ///
@@ -53,7 +60,8 @@ pub struct Connect<'a> {
     pub keep_alive: u16,
     /// The ClientId; may be empty for 3.1.1 (with clean session) and 5.0.
     pub client_id: &'a str,
-    /// The User Name, when the User Name Flag is set.
+    /// The User Name, when the User Name Flag is set and the field is there
+    /// (MQTT 3.1 lets a packet end where its User Name would start).
     pub username: Option<&'a str>,
     /// Whether a password was sent. The password itself is never exposed.
     pub password_present: bool,
@@ -100,7 +108,7 @@ pub enum Parsed<'a> {
 ///
 /// See the [module documentation](self) for how partial input is handled.
 pub fn parse_connect(buf: &[u8], limit: usize) -> Parsed<'_> {
-    let (header_len, remaining_len) = match fixed_header(buf) {
+    let (header_len, remaining_len, header_flags) = match fixed_header(buf) {
         Ok(header) => header,
         Err(Stop::Incomplete) => return Parsed::Incomplete { needed: None },
         Err(Stop::Invalid(reason)) => {
@@ -149,6 +157,16 @@ pub fn parse_connect(buf: &[u8], limit: usize) -> Parsed<'_> {
             }
         }
     };
+    // MQTT 3.1.1 §2.2.2 [MQTT-2.2.2-1], MQTT 5.0 §2.1.3 [MQTT-2.1.3-1]: the
+    // flags of a CONNECT's fixed header are reserved and must be 0. MQTT 3.1
+    // has DUP, QoS and RETAIN there, unused by CONNECT and not required to
+    // be 0. The rule waits for the level, the first byte that tells.
+    if level != ProtocolLevel::V31 && header_flags != 0 {
+        return Parsed::Invalid {
+            reason: InvalidReason::FixedHeaderFlags,
+            level: Some(level),
+        };
+    }
     match connect_body(&mut reader, level, packet_len) {
         Ok(connect) => Parsed::Connect(connect),
         Err(Stop::Incomplete) => incomplete,
@@ -159,22 +177,25 @@ pub fn parse_connect(buf: &[u8], limit: usize) -> Parsed<'_> {
     }
 }
 
-/// Decodes the fixed header: returns its length and the Remaining Length.
-fn fixed_header(buf: &[u8]) -> Result<(usize, usize), Stop> {
-    match buf {
-        [] => Err(Stop::Incomplete),
-        [0x10, ..] => {
-            let mut reader = Reader {
-                data: buf,
-                pos: 1,
-                end: usize::MAX,
-                overrun: InvalidReason::Truncated,
-            };
-            let remaining_len = reader.var_int(InvalidReason::RemainingLengthTooLong)?;
-            Ok((reader.pos, remaining_len))
-        }
-        _ => Err(InvalidReason::NotConnect.into()),
+/// Decodes the fixed header: returns its length, the Remaining Length and
+/// the flags (the low four bits of the first byte).
+fn fixed_header(buf: &[u8]) -> Result<(usize, usize, u8), Stop> {
+    let Some(&first) = buf.first() else {
+        return Err(Stop::Incomplete);
+    };
+    // Packet type 1 is CONNECT; whether its flags may be set depends on the
+    // version, checked once the protocol level is in.
+    if first >> 4 != 1 {
+        return Err(InvalidReason::NotConnect.into());
     }
+    let mut reader = Reader {
+        data: buf,
+        pos: 1,
+        end: usize::MAX,
+        overrun: InvalidReason::Truncated,
+    };
+    let remaining_len = reader.var_int(InvalidReason::RemainingLengthTooLong)?;
+    Ok((reader.pos, remaining_len, first & 0x0F))
 }
 
 /// Protocol Name and Protocol Level (MQTT 3.1.1 §3.1.2.1-2, MQTT 5.0
@@ -205,29 +226,39 @@ fn protocol(reader: &mut Reader<'_>) -> Result<ProtocolLevel, Stop> {
 }
 
 /// Everything after the Protocol Level: flags, keep alive, properties and
-/// payload (MQTT 3.1.1 §3.1.2.3-§3.1.3, MQTT 5.0 §3.1.2.3-§3.1.3).
+/// payload (MQTT 3.1 "CONNECT", MQTT 3.1.1 §3.1.2.3-§3.1.3, MQTT 5.0
+/// §3.1.2.3-§3.1.3).
 fn connect_body<'a>(
     reader: &mut Reader<'a>,
     level: ProtocolLevel,
     packet_len: usize,
 ) -> Result<Connect<'a>, Stop> {
+    let v31 = level == ProtocolLevel::V31;
+    let is_v5 = level == ProtocolLevel::V5;
     let flags = ConnectFlags::from_bits(reader.u8()?);
-    if flags.bits() & ConnectFlags::RESERVED != 0 {
+    // MQTT 3.1.1 and 5.0 §3.1.2.3 [MQTT-3.1.2-3]; MQTT 3.1 leaves bit 0
+    // unused, with no rule on its value.
+    if !v31 && flags.bits() & ConnectFlags::RESERVED != 0 {
         return Err(InvalidReason::ReservedFlag.into());
     }
-    if flags.will_qos() == 3 {
+    // QoS 3 is reserved in every version. MQTT 3.1 disregards the Will QoS
+    // without the Will Flag; 3.1.1 and 5.0 require it to be 0.
+    if flags.will_qos() == 3 && (flags.will() || !v31) {
         return Err(InvalidReason::WillQos.into());
     }
-    if !flags.will() && (flags.will_qos() != 0 || flags.will_retain()) {
+    // MQTT 3.1.1 §3.1.2.5-7 [MQTT-3.1.2-11/13/15]; MQTT 5.0
+    // §3.1.2.6-7 [MQTT-3.1.2-11], [MQTT-3.1.2-13]. MQTT 3.1 disregards
+    // both fields without the Will Flag.
+    if !v31 && !flags.will() && (flags.will_qos() != 0 || flags.will_retain()) {
         return Err(InvalidReason::WillFlagsWithoutWill.into());
     }
-    // MQTT 3.1.1 §3.1.2.9 [MQTT-3.1.2-22]; MQTT 5 lifted this rule.
-    if level != ProtocolLevel::V5 && flags.password() && !flags.username() {
+    // MQTT 3.1 ("It is not valid to supply a password without supplying a
+    // user name") and 3.1.1 §3.1.2.9 [MQTT-3.1.2-22]; MQTT 5 lifted this.
+    if !is_v5 && flags.password() && !flags.username() {
         return Err(InvalidReason::PasswordWithoutUsername.into());
     }
     let keep_alive = reader.u16()?;
 
-    let is_v5 = level == ProtocolLevel::V5;
     let properties = if is_v5 {
         reader.properties(
             property_id::CONNECT_ALLOWED,
@@ -237,7 +268,18 @@ fn connect_body<'a>(
         Properties::EMPTY
     };
 
-    let client_id = reader.utf8()?;
+    // U+0000 is excluded from every UTF-8 string by MQTT 3.1.1 §1.5.3
+    // [MQTT-1.5.3-2] and MQTT 5.0 §1.5.4 [MQTT-1.5.4-2]; MQTT 3.1 excludes it
+    // from topics only.
+    let text = |reader: &mut Reader<'a>| {
+        if v31 {
+            reader.utf8_with_nul()
+        } else {
+            reader.utf8()
+        }
+    };
+
+    let client_id = text(reader)?;
     if client_id.is_empty() {
         match level {
             // MQTT 3.1 requires 1 to 23 characters; only the lower bound is
@@ -260,24 +302,33 @@ fn connect_body<'a>(
         } else {
             Properties::EMPTY
         };
+        // A Topic Name in every version, so U+0000 is excluded in 3.1 too
+        // (its appendix A).
         let topic = reader.utf8()?;
-        if topic.is_empty() || topic.bytes().any(|b| b == b'+' || b == b'#') {
+        if !is_topic_name(topic) {
             return Err(InvalidReason::InvalidWillTopic.into());
         }
-        // The Will Payload is binary data; only its length matters here.
+        // The Will Payload is binary data (3.1 calls it a UTF-8 string, but
+        // publishes its bytes as they are); only its length matters here.
         reader.binary()?;
         (will_properties, Some(topic))
     } else {
         (Properties::EMPTY, None)
     };
 
-    let username = if flags.username() {
-        Some(reader.utf8()?)
+    // MQTT 3.1: "the Remaining Length field from the fixed header takes
+    // precedence over the User Name flag" (and the Password flag): a packet
+    // that ends where the field would start is valid without it.
+    let absent_in_v31 = |reader: &Reader<'a>| v31 && reader.at_end();
+    let username = if flags.username() && !absent_in_v31(reader) {
+        Some(text(reader)?)
     } else {
         None
     };
-    if flags.password() {
-        // Binary data, skipped and never kept.
+    let password_present = flags.password() && !absent_in_v31(reader);
+    if password_present {
+        // Binary data (a UTF-8 string in 3.1, read as bytes all the same),
+        // skipped and never kept.
         reader.binary()?;
     }
     if !reader.at_end() {
@@ -290,7 +341,7 @@ fn connect_body<'a>(
         keep_alive,
         client_id,
         username,
-        password_present: flags.password(),
+        password_present,
         will_topic,
         properties,
         will_properties,

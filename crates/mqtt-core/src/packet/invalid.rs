@@ -11,7 +11,7 @@ use super::reason_code::ReasonCode;
 /// order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InvalidReason {
-    /// The first byte is not `0x10` (packet type CONNECT with flags 0).
+    /// The first byte's packet type (its high four bits) is not 1, CONNECT.
     NotConnect,
     /// The Remaining Length does not end within four bytes.
     RemainingLengthTooLong,
@@ -28,11 +28,17 @@ pub enum InvalidReason {
     /// A known protocol name with a level this parser does not accept (only
     /// `MQIsdp`/3, `MQTT`/4 and `MQTT`/5 are).
     UnsupportedProtocolLevel,
-    /// The reserved bit 0 of the Connect Flags is set.
+    /// MQTT 3.1.1 and 5.0: the flags of the fixed header (the low four bits
+    /// of the first byte) are not 0. Reported once the protocol level is
+    /// read, as MQTT 3.1 allows them.
+    FixedHeaderFlags,
+    /// MQTT 3.1.1 and 5.0: the reserved bit 0 of the Connect Flags is set.
     ReservedFlag,
-    /// The Will QoS is 3.
+    /// The Will QoS is 3 (with the Will Flag; in 3.1.1 and 5.0 without it
+    /// too).
     WillQos,
-    /// Will QoS or Will Retain is set without the Will Flag.
+    /// MQTT 3.1.1 and 5.0: Will QoS or Will Retain is set without the Will
+    /// Flag.
     WillFlagsWithoutWill,
     /// MQTT 3.x: the Password Flag is set without the User Name Flag.
     PasswordWithoutUsername,
@@ -43,7 +49,7 @@ pub enum InvalidReason {
     TrailingBytes,
     /// A UTF-8 string field is not well-formed UTF-8.
     InvalidUtf8,
-    /// A UTF-8 string field contains U+0000.
+    /// A UTF-8 string field contains U+0000 (in MQTT 3.1, a topic).
     NullCharacter,
     /// MQTT 3.1: the ClientId is empty.
     EmptyClientId,
@@ -72,6 +78,9 @@ pub enum InvalidReason {
     InvalidRequestFlag,
     /// MQTT 5: the Will's Payload Format Indicator is neither 0 nor 1.
     InvalidPayloadFormat,
+    /// MQTT 5: the Will's Response Topic is empty or contains a wildcard,
+    /// which the Topic Name of the response must not.
+    InvalidResponseTopic,
     /// MQTT 5: Authentication Data without Authentication Method.
     AuthDataWithoutMethod,
 }
@@ -85,6 +94,7 @@ impl InvalidReason {
         InvalidReason::TooLarge,
         InvalidReason::ProtocolName,
         InvalidReason::UnsupportedProtocolLevel,
+        InvalidReason::FixedHeaderFlags,
         InvalidReason::ReservedFlag,
         InvalidReason::WillQos,
         InvalidReason::WillFlagsWithoutWill,
@@ -106,18 +116,20 @@ impl InvalidReason {
         InvalidReason::MaximumPacketSizeZero,
         InvalidReason::InvalidRequestFlag,
         InvalidReason::InvalidPayloadFormat,
+        InvalidReason::InvalidResponseTopic,
         InvalidReason::AuthDataWithoutMethod,
     ];
 
     /// A short lower-case description for the error log.
     pub const fn message(self) -> &'static str {
         match self {
-            InvalidReason::NotConnect => "first byte is not a CONNECT (0x10)",
+            InvalidReason::NotConnect => "first byte is not a CONNECT packet",
             InvalidReason::RemainingLengthTooLong => "remaining length longer than 4 bytes",
             InvalidReason::NonMinimalVarInt => "variable byte integer not minimally encoded",
             InvalidReason::TooLarge => "CONNECT packet larger than the configured limit",
             InvalidReason::ProtocolName => "protocol name is not MQTT",
             InvalidReason::UnsupportedProtocolLevel => "unsupported protocol level",
+            InvalidReason::FixedHeaderFlags => "reserved fixed header flags are set",
             InvalidReason::ReservedFlag => "reserved connect flag is set",
             InvalidReason::WillQos => "will qos is 3",
             InvalidReason::WillFlagsWithoutWill => "will qos or will retain set without will flag",
@@ -143,6 +155,9 @@ impl InvalidReason {
                 "request problem/response information is not 0 or 1"
             }
             InvalidReason::InvalidPayloadFormat => "payload format indicator is not 0 or 1",
+            InvalidReason::InvalidResponseTopic => {
+                "will response topic is empty or contains a wildcard"
+            }
             InvalidReason::AuthDataWithoutMethod => {
                 "authentication data without authentication method"
             }
@@ -173,7 +188,9 @@ impl InvalidReason {
     /// `0x82` Protocol Error for the rules the specification calls a Protocol
     /// Error (a duplicate property, Receive Maximum or Maximum Packet Size 0,
     /// request flags other than 0/1, Authentication Data without Method, a
-    /// Payload Format Indicator other than 0/1), `0x90` Topic Name invalid
+    /// Payload Format Indicator other than 0/1) and for a Response Topic that
+    /// is no Topic Name (data the protocol does not allow, §4.13.1; `0x90` is
+    /// described as the Will Topic's code), `0x90` Topic Name invalid
     /// for a bad Will Topic, `0x84` for an unsupported version, `0x85` for a
     /// ClientId the version forbids, `0x95` for [`TooLarge`], and `0x81`
     /// Malformed Packet for the rest (MQTT 5.0 §3.2.2.2). The parser reports
@@ -194,6 +211,7 @@ impl InvalidReason {
             | InvalidReason::MaximumPacketSizeZero
             | InvalidReason::InvalidRequestFlag
             | InvalidReason::InvalidPayloadFormat
+            | InvalidReason::InvalidResponseTopic
             | InvalidReason::AuthDataWithoutMethod => ReasonCode::ProtocolError,
             _ => ReasonCode::MalformedPacket,
         }

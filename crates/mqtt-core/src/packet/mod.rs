@@ -8,6 +8,7 @@
 //! * [`invalid`]: every rule a CONNECT can break, as an [`InvalidReason`].
 //! * [`reason_code`]: the CONNACK codes of each version, as a [`ReasonCode`].
 //! * [`connack`]: the CONNACK encoder used to refuse a client.
+//! * [`rewrite`]: the CONNECT rewritten with the gateway's values.
 //! * [`encode`]: a CONNECT encoder for tests, fuzz seeds and load generators.
 //!
 //! Nothing here allocates on the parsing path, and nothing can panic on any
@@ -22,6 +23,8 @@ pub mod properties;
 pub mod protocol;
 mod reader;
 pub mod reason_code;
+pub mod rewrite;
+mod writer;
 
 pub use connect::{parse_connect, Connect, ConnectFramer, Parsed};
 pub use invalid::InvalidReason;

@@ -5,7 +5,7 @@
 use core::fmt;
 
 use super::invalid::InvalidReason;
-use super::reader::{Reader, Stop};
+use super::reader::{is_topic_name, Reader, Stop};
 
 /// MQTT 5.0 property identifiers (MQTT 5.0 §2.2.2.2, table 2-4) that may
 /// appear in a CONNECT packet.
@@ -16,7 +16,7 @@ pub mod property_id {
     pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
     /// Will property: Content Type, UTF-8 string.
     pub const CONTENT_TYPE: u8 = 0x03;
-    /// Will property: Response Topic, UTF-8 string.
+    /// Will property: Response Topic, UTF-8 string, a Topic Name.
     pub const RESPONSE_TOPIC: u8 = 0x08;
     /// Will property: Correlation Data, binary data.
     pub const CORRELATION_DATA: u8 = 0x09;
@@ -310,6 +310,11 @@ impl<'a> Reader<'a> {
                 }
                 Property::PayloadFormatIndicator(v) if v > 1 => {
                     Some(InvalidReason::InvalidPayloadFormat)
+                }
+                // The Topic Name of the response (§3.1.3.2.6, and for
+                // PUBLISH §3.3.2.3.5 [MQTT-3.3.2-14], §4.7.3 [MQTT-4.7.3-1]).
+                Property::ResponseTopic(topic) if !is_topic_name(topic) => {
+                    Some(InvalidReason::InvalidResponseTopic)
                 }
                 _ => None,
             };

@@ -47,7 +47,7 @@ impl ProtocolLevel {
 pub struct ConnectFlags(u8);
 
 impl ConnectFlags {
-    /// Bit 0, reserved; must be 0.
+    /// Bit 0, reserved: must be 0 in MQTT 3.1.1 and 5.0, unused in 3.1.
     pub const RESERVED: u8 = 0x01;
     /// Bit 1, Clean Session (3.x) / Clean Start (5.0).
     pub const CLEAN_SESSION: u8 = 0x02;
@@ -82,7 +82,10 @@ impl ConnectFlags {
         self.0 & Self::WILL != 0
     }
 
-    /// The Will QoS, 0 to 3 (3 never appears in a parsed [`Connect`]).
+    /// The Will QoS, 0 to 3. A parsed [`Connect`] has 3 only in MQTT 3.1
+    /// without the Will Flag, where the field is disregarded.
+    ///
+    /// [`Connect`]: super::Connect
     pub const fn will_qos(self) -> u8 {
         (self.0 & Self::WILL_QOS_MASK) >> 3
     }

@@ -99,15 +99,21 @@ impl<'a> Reader<'a> {
     /// UTF-8 Encoded String: well-formed UTF-8 without U+0000 (MQTT 3.1.1
     /// §1.5.3, MQTT 5.0 §1.5.4).
     pub(super) fn utf8(&mut self) -> Result<&'a str, Stop> {
-        let bytes = self.binary()?;
-        let s = core::str::from_utf8(bytes).map_err(|_| InvalidReason::InvalidUtf8)?;
+        let s = self.utf8_with_nul()?;
         // In well-formed UTF-8 a zero byte can only be U+0000. A branch-free
         // fold rather than `contains`: the strings are short, and this
         // compiles to a few vector compares instead of a byte loop.
-        if bytes.iter().fold(false, |nul, &b| nul | (b == 0)) {
+        if s.bytes().fold(false, |nul, b| nul | (b == 0)) {
             return Err(InvalidReason::NullCharacter.into());
         }
         Ok(s)
+    }
+
+    /// A string of MQTT 3.1, which asks for UTF-8 but, outside topics, does
+    /// not exclude U+0000.
+    pub(super) fn utf8_with_nul(&mut self) -> Result<&'a str, Stop> {
+        let bytes = self.binary()?;
+        core::str::from_utf8(bytes).map_err(|_| InvalidReason::InvalidUtf8.into())
     }
 
     /// Variable Byte Integer (MQTT 5.0 §1.5.5, MQTT 3.1.1 §2.2.3): at most
@@ -128,4 +134,12 @@ impl<'a> Reader<'a> {
         }
         Err(too_long.into())
     }
+}
+
+/// Whether `topic` may be a Topic Name: at least one character and no
+/// wildcard (MQTT 3.1 appendix A and "PUBLISH"; MQTT 3.1.1 §4.7.1
+/// [MQTT-4.7.1-1], §4.7.3 [MQTT-4.7.3-1]; MQTT 5.0 §4.7.1 [MQTT-4.7.0-1],
+/// §4.7.3 [MQTT-4.7.3-1]). U+0000 is the string reader's concern.
+pub(super) fn is_topic_name(topic: &str) -> bool {
+    !topic.is_empty() && !topic.bytes().any(|b| b == b'+' || b == b'#')
 }

@@ -4,6 +4,7 @@
 pub mod identity;
 
 use crate::packet::connack::encode_connack;
+use crate::packet::rewrite::RewriteError;
 use crate::packet::{InvalidReason, ProtocolLevel, ReasonCode};
 pub use identity::{CommonName, PeerIdentity, UnreadableCertificate};
 
@@ -46,6 +47,10 @@ pub enum RejectReason {
     /// An empty ClientId cannot be bound to a certificate.
     EmptyClientId,
     ClientIdMismatch,
+    /// The rewritten CONNECT (`mqtt on`) would not fit `mqtt_buffers`.
+    RewriteTooLarge,
+    /// The `mqtt_set_connect` values make no valid CONNECT.
+    RewriteFailed(RewriteError),
 }
 
 impl RejectReason {
@@ -60,6 +65,8 @@ impl RejectReason {
             Self::SeveralCommonNames => "several_common_names",
             Self::EmptyClientId => "empty_client_id",
             Self::ClientIdMismatch => "client_id_mismatch",
+            Self::RewriteTooLarge => "too_large",
+            Self::RewriteFailed(_) => "rewrite_failed",
         }
     }
 
@@ -74,13 +81,17 @@ impl RejectReason {
             Self::SeveralCommonNames => "client certificate subject has several CNs",
             Self::EmptyClientId => "empty ClientId cannot match a certificate identity",
             Self::ClientIdMismatch => "ClientId does not match the certificate identity",
+            Self::RewriteTooLarge => RewriteError::TooLarge.message(),
+            Self::RewriteFailed(error) => error.message(),
         }
     }
 
-    /// The stream session status: 400 for a bad packet, 403 for a bad identity.
+    /// The stream session status: 400 for a bad packet, 403 for a bad
+    /// identity, 500 when the gateway's own values make no valid CONNECT.
     pub fn status(self) -> u16 {
         match self {
-            Self::Invalid(_) | Self::Incomplete => 400,
+            Self::Invalid(_) | Self::Incomplete | Self::RewriteTooLarge => 400,
+            Self::RewriteFailed(_) => 500,
             _ => 403,
         }
     }
@@ -98,6 +109,8 @@ impl RejectReason {
             Self::EmptyClientId | Self::ClientIdMismatch => {
                 Some(ReasonCode::ClientIdentifierNotValid)
             }
+            Self::RewriteTooLarge => Some(ReasonCode::PacketTooLarge),
+            Self::RewriteFailed(_) => Some(ReasonCode::ImplementationSpecificError),
         }
     }
 

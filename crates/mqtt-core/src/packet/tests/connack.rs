@@ -174,6 +174,7 @@ fn connack_code_table() {
             UnsupportedProtocolLevel,
             [Some(0x01), Some(0x01), Some(0x01), Some(0x84)],
         ),
+        (FixedHeaderFlags, [None, None, None, Some(0x81)]),
         (ReservedFlag, [None, None, None, Some(0x81)]),
         (WillQos, [None, None, None, Some(0x81)]),
         (WillFlagsWithoutWill, [None, None, None, Some(0x81)]),
@@ -198,6 +199,7 @@ fn connack_code_table() {
         (MaximumPacketSizeZero, [None, None, None, Some(0x82)]),
         (InvalidRequestFlag, [None, None, None, Some(0x82)]),
         (InvalidPayloadFormat, [None, None, None, Some(0x82)]),
+        (InvalidResponseTopic, [None, None, None, Some(0x82)]),
         (AuthDataWithoutMethod, [None, None, None, Some(0x82)]),
     ];
     assert_eq!(table.len(), InvalidReason::ALL.len());

@@ -21,8 +21,11 @@ macro_rules! property {
 
 mod connack;
 mod props;
+mod rewrite;
 mod seeds;
+mod v5_properties;
 mod vectors;
+mod versions;
 
 use super::{parse_connect, Connect, Parsed};
 

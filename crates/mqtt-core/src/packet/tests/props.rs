@@ -118,7 +118,8 @@ fn will_props() -> impl Strategy<Value = Vec<Prop>> {
         option::of((0..=1u8).prop_map(Prop::PayloadFormat)),
         option::of(any::<u32>().prop_map(Prop::MessageExpiry)),
         option::of(text().prop_map(Prop::ContentType)),
-        option::of(text().prop_map(Prop::ResponseTopic)),
+        // A Topic Name: at least one character, no wildcard.
+        option::of("[^\\x00+#]{1,12}".prop_map(Prop::ResponseTopic)),
         option::of(bytes(16).prop_map(Prop::CorrelationData)),
         option::of(any::<u32>().prop_map(Prop::WillDelay)),
         vec((text(), text()), 0..3),
@@ -141,20 +142,26 @@ struct WillCase {
 
 /// A valid CONNECT, as the fields that go into the encoder.
 #[derive(Clone, Debug)]
-struct Case {
-    level: ProtocolLevel,
-    client_id: String,
-    clean: bool,
+pub(super) struct Case {
+    pub(super) level: ProtocolLevel,
+    pub(super) client_id: String,
+    pub(super) clean: bool,
     keep_alive: u16,
-    username: Option<String>,
-    password: Option<Vec<u8>>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<Vec<u8>>,
     will: Option<WillCase>,
     props: Vec<Prop>,
+    /// MQTT 3.1 only: the fixed header's flags (DUP, QoS, RETAIN) and
+    /// Connect Flags bits 3.1 leaves unused (bit 0; Will QoS and Retain
+    /// without a Will). 0 for the other versions.
+    v31_header_flags: u8,
+    pub(super) v31_unused_bits: u8,
 }
 
 impl Case {
-    fn builder(&self) -> ConnectBuilder<'_> {
+    pub(super) fn builder(&self) -> ConnectBuilder<'_> {
         let mut b = ConnectBuilder::new(self.level, self.client_id.as_bytes());
+        b.first_byte = 0x10 | self.v31_header_flags;
         b.clean_session = self.clean;
         b.keep_alive = self.keep_alive;
         b.username = self.username.as_deref().map(str::as_bytes);
@@ -166,6 +173,9 @@ impl Case {
             properties: w.props.iter().map(Prop::encode).collect(),
             ..Will::new(w.topic.as_bytes(), &w.payload)
         });
+        if self.v31_unused_bits != 0 {
+            b.flags_override = Some(b.flags() | self.v31_unused_bits);
+        }
         b
     }
 
@@ -183,11 +193,13 @@ impl Case {
         prop_assert_eq!(c.username, self.username.as_deref());
         prop_assert_eq!(c.password_present, self.password.is_some());
         prop_assert_eq!(c.will_topic, self.will.as_ref().map(|w| w.topic.as_str()));
-        prop_assert_eq!(c.flags.will_qos(), self.will.as_ref().map_or(0, |w| w.qos));
-        prop_assert_eq!(
-            c.flags.will_retain(),
-            self.will.as_ref().is_some_and(|w| w.retain)
-        );
+        if let Some(w) = &self.will {
+            prop_assert_eq!(c.flags.will_qos(), w.qos);
+            prop_assert_eq!(c.flags.will_retain(), w.retain);
+        } else if self.level != ProtocolLevel::V31 {
+            prop_assert_eq!(c.flags.will_qos(), 0);
+            prop_assert!(!c.flags.will_retain());
+        }
         let props: Vec<_> = self.props.iter().map(Prop::expected).collect();
         prop_assert_eq!(c.properties.iter().collect::<Vec<_>>(), props);
         let will_props: Vec<_> = self
@@ -210,7 +222,7 @@ fn level() -> impl Strategy<Value = ProtocolLevel> {
 }
 
 /// Any valid CONNECT of any version.
-fn case() -> impl Strategy<Value = Case> {
+pub(super) fn case() -> impl Strategy<Value = Case> {
     let client_id = prop_oneof![
         4 => "[^\\x00]{0,24}",
         1 => "[a-zA-Z0-9]{100,300}", // two-byte remaining length
@@ -238,6 +250,7 @@ fn case() -> impl Strategy<Value = Case> {
         option::of(bytes(24)),
         option::of(will),
         connect_props(),
+        (0..16u8, any::<u8>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -249,6 +262,7 @@ fn case() -> impl Strategy<Value = Case> {
                 password,
                 mut will,
                 mut props,
+                (header_flags, unused_bits, nul),
             )| {
                 // Bring the generated fields within each version's rules.
                 match level {
@@ -265,6 +279,17 @@ fn case() -> impl Strategy<Value = Case> {
                         w.props.clear();
                     }
                 }
+                // What 3.1 allows and the later versions do not: flags it
+                // leaves unused, and U+0000 outside topics.
+                let (v31_header_flags, v31_unused_bits) = if level == ProtocolLevel::V31 {
+                    if nul {
+                        client_id.push('\0');
+                    }
+                    let will_bits = if will.is_none() { 0x38 } else { 0 };
+                    (header_flags, unused_bits & (0x01 | will_bits))
+                } else {
+                    (0, 0)
+                };
                 Case {
                     level,
                     client_id,
@@ -274,6 +299,8 @@ fn case() -> impl Strategy<Value = Case> {
                     password,
                     will,
                     props,
+                    v31_header_flags,
+                    v31_unused_bits,
                 }
             },
         )
@@ -361,7 +388,7 @@ proptest! {
         // Failing cases are kept next to this file (the path is relative to
         // the crate root, the working directory of `cargo test`).
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "src/mqtt/tests/props.proptest-regressions",
+            "src/packet/tests/props.proptest-regressions",
         ))),
         ..ProptestConfig::default()
     })]

@@ -1,7 +1,7 @@
 //! Writes the fuzzing seed corpora from the encoder:
 //!
 //! ```text
-//! cargo test --no-default-features --lib -- --ignored write_fuzz_seeds write_decide_seeds
+//! cargo test -p mqtt-core -- --ignored write_fuzz_seeds write_rewrite_seeds write_decide_seeds
 //! ```
 //!
 //! Each seed is a fuzz input: a limit byte (0xFF: no limit), a fragment
@@ -103,6 +103,48 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             }
             .encode(),
         ),
+        (
+            "v31_unused_flags",
+            ConnectBuilder {
+                first_byte: 0x1B,
+                flags_override: Some(0x3B),
+                ..ConnectBuilder::new(ProtocolLevel::V31, b"legacy")
+            }
+            .encode(),
+        ),
+        (
+            "v31_user_name_flag_only",
+            ConnectBuilder {
+                flags_override: Some(0xC2),
+                ..ConnectBuilder::new(ProtocolLevel::V31, b"legacy\0nul")
+            }
+            .encode(),
+        ),
+        (
+            "v311_fixed_header_flags",
+            ConnectBuilder {
+                first_byte: 0x12,
+                ..ConnectBuilder::new(ProtocolLevel::V311, b"sensor-1")
+            }
+            .encode(),
+        ),
+        (
+            "v5_reserved_flag",
+            ConnectBuilder {
+                flags_override: Some(0x03),
+                ..ConnectBuilder::new(ProtocolLevel::V5, b"a")
+            }
+            .encode(),
+        ),
+        (
+            "v5_response_topic_wildcard",
+            ConnectBuilder::new(ProtocolLevel::V5, b"a")
+                .will(Will {
+                    properties: vec![(id::RESPONSE_TOPIC, PropValue::Str(b"reply/#"))],
+                    ..Will::new(b"w", b"")
+                })
+                .encode(),
+        ),
         ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         (
             "tls_client_hello",
@@ -125,6 +167,30 @@ fn write_fuzz_seeds() {
         let mut input = vec![127, 4, 1, 2, 3, 5];
         input.extend_from_slice(&packet);
         std::fs::write(dir.join(format!("{name}_fragmented")), &input).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/rewrite; run by hand"]
+fn write_rewrite_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/rewrite");
+    std::fs::create_dir_all(&dir).unwrap();
+    let value = b"thing001";
+    // Each valid seed under a few edit sets: username set and password
+    // removed, everything set with a User Property, username removed.
+    for (name, packet) in seeds() {
+        if !matches!(
+            super::super::parse_connect(&packet, usize::MAX),
+            super::super::Parsed::Connect(_)
+        ) {
+            continue;
+        }
+        for choice in [0b0001_0010u8, 0b0010_1011, 0b0000_0100] {
+            let mut input = vec![choice, value.len() as u8];
+            input.extend_from_slice(value);
+            input.extend_from_slice(&packet);
+            std::fs::write(dir.join(format!("{name}_{choice:02x}")), &input).unwrap();
+        }
     }
 }
 
@@ -192,7 +258,11 @@ fn seeds_parse_as_named() {
         let expected_invalid = match name {
             "v5_duplicate_property" => Some(InvalidReason::DuplicateProperty),
             "v6_unsupported" => Some(InvalidReason::UnsupportedProtocolLevel),
-            "http" | "tls_client_hello" => Some(InvalidReason::NotConnect),
+            "http" => Some(InvalidReason::NotConnect),
+            "tls_client_hello" => Some(InvalidReason::ProtocolName),
+            "v311_fixed_header_flags" => Some(InvalidReason::FixedHeaderFlags),
+            "v5_reserved_flag" => Some(InvalidReason::ReservedFlag),
+            "v5_response_topic_wildcard" => Some(InvalidReason::InvalidResponseTopic),
             _ => None,
         };
         match expected_invalid {

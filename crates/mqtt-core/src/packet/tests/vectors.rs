@@ -4,7 +4,9 @@
 use super::{assert_prefix_consistent, connect_of};
 use crate::packet::encode::{ConnectBuilder, PropValue, Will};
 use crate::packet::Property;
-use crate::packet::{parse_connect, ConnectFlags, InvalidReason, Parsed, ProtocolLevel};
+use crate::packet::{
+    parse_connect, ConnectFlags, ConnectFramer, InvalidReason, Parsed, ProtocolLevel,
+};
 
 const LIMIT: usize = 4096;
 
@@ -545,12 +547,18 @@ const INVALID: &[InvalidVector] = &[
         0x30, 0x05, 0x00, 0x01, b't', b'h', b'i', // PUBLISH "t" "hi"
     ], LIMIT, InvalidReason::NotConnect, None),
     ("HTTP request", b"GET / HTTP/1.1\r\n", LIMIT, InvalidReason::NotConnect, None),
+    // 0x16 is packet type 1 with flags 0110, which MQTT 3.1 allows: the
+    // record is refused on its protocol name, at the fourth byte.
     ("TLS ClientHello", &[
-        0x16, 0x03, 0x01, 0x00, 0xA5, // TLS record header: handshake, TLS 1.0, length
-    ], LIMIT, InvalidReason::NotConnect, None),
-    ("CONNECT type with reserved flags set", &[
-        0x11, 0x0F, // packet type 1, flags 0001
-    ], LIMIT, InvalidReason::NotConnect, None),
+        0x16, 0x03, // TLS record header: handshake; read as remaining length 3
+        0x01, 0x00, // TLS 1.0; read as a protocol name of 256 bytes
+        0xA5, // record length, low byte
+    ], LIMIT, InvalidReason::ProtocolName, None),
+    ("v3.1.1 CONNECT with fixed header flags 0001", &[
+        0x11, 0x0F, // packet type 1 (CONNECT), flags 0001; remaining length 15
+        0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, // "MQTT", level 4: flags must be 0
+        0x02, 0x00, 0x3C, 0x00, 0x03, b'a', b'b', b'c',
+    ], LIMIT, InvalidReason::FixedHeaderFlags, V311),
     ("remaining length of five bytes", &[
         0x10, 0xFF, 0xFF, 0xFF, 0xFF, // four continuation bytes
     ], usize::MAX, InvalidReason::RemainingLengthTooLong, None),
@@ -619,10 +627,10 @@ const INVALID: &[InvalidVector] = &[
         0x00, 0x3C, 0x00, 0x03, b'a', b'b', b'c',
     ], LIMIT, InvalidReason::WillFlagsWithoutWill, V311),
     ("will retain without will flag", &[
-        0x10, 0x11, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, // "MQIsdp", level 3
+        0x10, 0x0F, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, // "MQTT", level 4
         0x22, // flags: will retain, clean session; no will
         0x00, 0x3C, 0x00, 0x03, b'a', b'b', b'c',
-    ], LIMIT, InvalidReason::WillFlagsWithoutWill, V31),
+    ], LIMIT, InvalidReason::WillFlagsWithoutWill, V311),
     ("v3.1.1 password without username", &[
         0x10, 0x13, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04,
         0x42, // flags: password, clean session
@@ -791,6 +799,16 @@ const INVALID: &[InvalidVector] = &[
         0x00, 0x01, b't', // will topic "t"
         0x00, 0x00, // will payload ""
     ], LIMIT, InvalidReason::InvalidPayloadFormat, V5),
+    ("v5 will response topic with a wildcard", &[
+        0x10, 0x1C, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05,
+        0x06, 0x00, 0x3C, // flags: will, clean start; keep alive
+        0x00, // property length 0
+        0x00, 0x03, b'a', b'b', b'c', // ClientId "abc"
+        0x06, // will property length 6
+        0x08, 0x00, 0x03, b'a', b'/', b'#', //   response topic "a/#"
+        0x00, 0x01, b't', // will topic "t"
+        0x00, 0x00, // will payload ""
+    ], LIMIT, InvalidReason::InvalidResponseTopic, V5),
     ("v5 authentication data without method", &[
         0x10, 0x14, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3C,
         0x04, // property length 4
@@ -835,40 +853,43 @@ fn all_is_exhaustive() {
             InvalidReason::TooLarge => 3,
             InvalidReason::ProtocolName => 4,
             InvalidReason::UnsupportedProtocolLevel => 5,
-            InvalidReason::ReservedFlag => 6,
-            InvalidReason::WillQos => 7,
-            InvalidReason::WillFlagsWithoutWill => 8,
-            InvalidReason::PasswordWithoutUsername => 9,
-            InvalidReason::Truncated => 10,
-            InvalidReason::TrailingBytes => 11,
-            InvalidReason::InvalidUtf8 => 12,
-            InvalidReason::NullCharacter => 13,
-            InvalidReason::EmptyClientId => 14,
-            InvalidReason::EmptyClientIdWithoutCleanSession => 15,
-            InvalidReason::InvalidWillTopic => 16,
-            InvalidReason::PropertyLengthTooLong => 17,
-            InvalidReason::PropertyLengthOutOfBounds => 18,
-            InvalidReason::PropertyTruncated => 19,
-            InvalidReason::UnknownConnectProperty => 20,
-            InvalidReason::UnknownWillProperty => 21,
-            InvalidReason::DuplicateProperty => 22,
-            InvalidReason::ReceiveMaximumZero => 23,
-            InvalidReason::MaximumPacketSizeZero => 24,
-            InvalidReason::InvalidRequestFlag => 25,
-            InvalidReason::InvalidPayloadFormat => 26,
-            InvalidReason::AuthDataWithoutMethod => 27,
+            InvalidReason::FixedHeaderFlags => 6,
+            InvalidReason::ReservedFlag => 7,
+            InvalidReason::WillQos => 8,
+            InvalidReason::WillFlagsWithoutWill => 9,
+            InvalidReason::PasswordWithoutUsername => 10,
+            InvalidReason::Truncated => 11,
+            InvalidReason::TrailingBytes => 12,
+            InvalidReason::InvalidUtf8 => 13,
+            InvalidReason::NullCharacter => 14,
+            InvalidReason::EmptyClientId => 15,
+            InvalidReason::EmptyClientIdWithoutCleanSession => 16,
+            InvalidReason::InvalidWillTopic => 17,
+            InvalidReason::PropertyLengthTooLong => 18,
+            InvalidReason::PropertyLengthOutOfBounds => 19,
+            InvalidReason::PropertyTruncated => 20,
+            InvalidReason::UnknownConnectProperty => 21,
+            InvalidReason::UnknownWillProperty => 22,
+            InvalidReason::DuplicateProperty => 23,
+            InvalidReason::ReceiveMaximumZero => 24,
+            InvalidReason::MaximumPacketSizeZero => 25,
+            InvalidReason::InvalidRequestFlag => 26,
+            InvalidReason::InvalidPayloadFormat => 27,
+            InvalidReason::InvalidResponseTopic => 28,
+            InvalidReason::AuthDataWithoutMethod => 29,
         }
     };
-    assert_eq!(InvalidReason::ALL.len(), 28);
+    assert_eq!(InvalidReason::ALL.len(), 30);
     for (i, reason) in InvalidReason::ALL.iter().enumerate() {
         assert_eq!(index(*reason), i, "{reason:?}");
     }
 }
 
-/// Non-MQTT traffic is rejected on its first byte, without waiting.
+/// Non-MQTT traffic is rejected on its first byte, without waiting (a TLS
+/// record, `0x16`, is a CONNECT type byte and gets to its protocol name).
 #[test]
 fn foreign_protocols_rejected_on_first_byte() {
-    for first in [b'G', b'P', 0x16, 0x00, 0xFF, 0x20, 0x30, 0x82, 0xC0, 0xE0] {
+    for first in [b'G', b'P', 0x00, 0xFF, 0x20, 0x30, 0x82, 0xC0, 0xE0] {
         assert_eq!(
             parse(&[first]),
             Parsed::Invalid {
@@ -901,7 +922,7 @@ fn bad_protocol_name_rejected_early() {
 fn messages_and_tokens() {
     assert_eq!(
         InvalidReason::NotConnect.message(),
-        "first byte is not a CONNECT (0x10)"
+        "first byte is not a CONNECT packet"
     );
     for reason in InvalidReason::ALL {
         let message = reason.message();
@@ -922,4 +943,51 @@ fn messages_and_tokens() {
     messages.sort_unstable();
     messages.dedup();
     assert_eq!(messages.len(), InvalidReason::ALL.len());
+}
+
+/// A 16 KiB CONNECT in 100-byte reads: once the first read has given the
+/// packet's length, the framer does not parse again until the packet is
+/// whole, so a violation in a later read is seen at the end and not at once.
+#[test]
+fn framer_parses_a_trickled_packet_only_once_it_is_whole() {
+    let payload = vec![b'w'; 16 * 1024 - 400];
+    let bad_username = [0xffu8; 40]; // not UTF-8
+    let password = [b'p'; 300];
+    let bytes = ConnectBuilder::new(ProtocolLevel::V311, b"sensor-1")
+        .will(Will::new(b"last/will", &payload))
+        .username(&bad_username)
+        .password(&password)
+        .encode();
+    let mut framer = ConnectFramer::default();
+    let mut parser_saw_it_at = None;
+    for end in (100..bytes.len()).step_by(100).chain([bytes.len()]) {
+        let framed = framer.parse(&bytes[..end], 64 * 1024);
+        let parsed = parse_connect(&bytes[..end], 64 * 1024);
+        if matches!(parsed, Parsed::Invalid { .. }) && parser_saw_it_at.is_none() {
+            parser_saw_it_at = Some(end);
+        }
+        if end < bytes.len() {
+            assert_eq!(
+                framed,
+                Parsed::Incomplete {
+                    needed: Some(bytes.len() - end)
+                },
+                "at {end}"
+            );
+        } else {
+            assert_eq!(framed, parsed);
+        }
+    }
+    // Parsing every read would have found it a few reads before the end.
+    let seen = parser_saw_it_at.expect("the parser sees the bad username");
+    assert!(seen + 200 < bytes.len(), "{seen} of {}", bytes.len());
+    let mut framer = ConnectFramer::default();
+    // Whole in one read, the violation is reported at once.
+    assert!(matches!(
+        framer.parse(&bytes, 64 * 1024),
+        Parsed::Invalid {
+            reason: InvalidReason::InvalidUtf8,
+            ..
+        }
+    ));
 }

@@ -1,0 +1,432 @@
+//! The CONNECT rewrite (`mqtt on; mqtt_set_connect ...`).
+//!
+//! The preread handler, once it has accepted a CONNECT, evaluates the
+//! `mqtt_set_connect` values and builds the rewritten packet
+//! ([`prepare`]). What reaches the upstream is decided in the stream body
+//! filter ([`rewrite_filter`]), on the bytes going from the device to the
+//! upstream: it passes nginx's own PROXY protocol header, drops the device's
+//! CONNECT (checking, byte for byte, that it is the packet that was parsed)
+//! and puts the rewritten one in its place; everything after it passes
+//! untouched. The filter sees the same bytes whether nginx's preread read
+//! them or only peeked at them, so both work alike.
+
+use core::ptr::{self, NonNull};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mqtt_core::packet::rewrite::{plan_rewrite, ConnectRewrite, FieldEdit, RewriteError};
+use mqtt_core::packet::Connect;
+use mqtt_core::policy::RejectReason;
+use ngx::ffi::{
+    ngx_buf_t, ngx_chain_t, ngx_connection_t, ngx_create_temp_buf, ngx_int_t, ngx_pcalloc,
+    ngx_pnalloc, ngx_pool_t, ngx_str_t, ngx_stream_filter_pt, ngx_stream_session_t,
+    ngx_stream_top_filter, ngx_uint_t, NGX_LOG_ALERT,
+};
+
+use crate::conf::MqttSrvConf;
+use crate::log::{mqtt_debug, mqtt_log};
+use crate::preread::session_ctx;
+use crate::refusal::refuse;
+use crate::session::str_bytes;
+use crate::set_connect::{entries, Field};
+use crate::stream::{Session, NGX_DECLINED, NGX_ERROR};
+use crate::Module;
+
+/// The longest PROXY protocol v1 header (`NGX_PROXY_PROTOCOL_V1_MAX_HEADER`).
+const PROXY_HEADER_MAX: usize = 107;
+
+/// A session's CONNECT and what replaces it on the way to the upstream.
+pub struct PendingRewrite {
+    /// The device's CONNECT, as the preread handler parsed it.
+    original: ngx_str_t,
+    /// The rewritten CONNECT.
+    replacement: ngx_str_t,
+    state: FilterState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FilterState {
+    /// Nothing from the device has passed yet.
+    Start,
+    /// Inside nginx's PROXY protocol header, `seen` bytes of it so far.
+    ProxyHeader { seen: usize },
+    /// `dropped` bytes of the device's CONNECT taken out so far.
+    Dropping { dropped: usize },
+    /// The rewritten CONNECT has gone; the rest passes as it is.
+    Done,
+}
+
+/// After an accepted CONNECT in a server with `mqtt on`: builds the
+/// rewritten CONNECT for the filter, or refuses the session if it cannot be
+/// built (it is never forwarded unrewritten). `packet` holds the device's
+/// CONNECT; `limit` is `preread_buffer_size`, for the refusal's log line.
+pub fn prepare(
+    s: &mut Session<'_>,
+    conf: &MqttSrvConf,
+    connect: &Connect<'_>,
+    packet: &[u8],
+    limit: usize,
+) -> ngx_int_t {
+    // The values first: evaluating them may run this module's variable
+    // getters, which borrow the session's context.
+    let mut values: Vec<(Field, ngx_str_t, ngx_str_t)> = Vec::new();
+    for entry in entries(conf) {
+        let name = match entry.field {
+            Field::UserProperty => s.complex_value(&entry.name),
+            _ => Some(crate::session::EMPTY),
+        };
+        let (Some(name), Some(value)) = (name, s.complex_value(&entry.value)) else {
+            return NGX_ERROR;
+        };
+        values.push((entry.field, name, value));
+    }
+    let mut rewrite = ConnectRewrite::NONE;
+    let mut user_properties: Vec<(&[u8], &[u8])> = Vec::new();
+    for (field, name, value) in &values {
+        let value = str_bytes(value);
+        // An empty value removes the username or password, as NGINX Plus's
+        // module does.
+        let edit = if value.is_empty() {
+            FieldEdit::Remove
+        } else {
+            FieldEdit::Set(value)
+        };
+        match field {
+            Field::ClientId => rewrite.client_id = Some(value),
+            Field::Username => rewrite.username = edit,
+            Field::Password => rewrite.password = edit,
+            Field::UserProperty => user_properties.push((str_bytes(name), value)),
+        }
+    }
+    rewrite.user_properties = &user_properties;
+
+    let Some((c, ctx)) = session_ctx(s) else {
+        return NGX_ERROR;
+    };
+    let plan = match plan_rewrite(packet, connect, &rewrite, conf.rewrite_limit()) {
+        Ok(plan) => plan,
+        Err(RewriteError::TooLarge) => {
+            return refuse(
+                c,
+                conf,
+                ctx,
+                RejectReason::RewriteTooLarge,
+                Some(connect),
+                limit,
+            )
+        }
+        Err(error) => {
+            return refuse(
+                c,
+                conf,
+                ctx,
+                RejectReason::RewriteFailed(error),
+                Some(connect),
+                limit,
+            )
+        }
+    };
+    if plan.password_dropped {
+        mqtt_debug!(
+            c.log,
+            "password left out with the username: MQTT 3.x has no password alone"
+        );
+    }
+    if plan.user_properties_dropped {
+        mqtt_debug!(
+            c.log,
+            "user properties left out: MQTT {} has none",
+            connect.level.name()
+        );
+    }
+    let Some(replacement) = pool_bytes(c.pool, plan.len()) else {
+        return NGX_ERROR;
+    };
+    // SAFETY: a fresh allocation of plan.len() bytes, not aliased.
+    let out = unsafe { core::slice::from_raw_parts_mut(replacement.data, replacement.len) };
+    if plan.write(out) != plan.len() {
+        return NGX_ERROR;
+    }
+    let Some(original) = packet.get(..connect.packet_len) else {
+        return NGX_ERROR;
+    };
+    let pending = PendingRewrite {
+        original: crate::session::borrowed_str(original),
+        replacement,
+        state: FilterState::Start,
+    };
+    // SAFETY: c.pool is the connection's live pool; ngx_pcalloc aligns for
+    // any struct, and the PendingRewrite needs no destructor.
+    let Some(slot) = NonNull::new(unsafe { ngx_pcalloc(c.pool, size_of::<PendingRewrite>()) })
+    else {
+        return NGX_ERROR;
+    };
+    let slot = slot.cast::<PendingRewrite>();
+    // SAFETY: a fresh allocation of the right size and alignment.
+    unsafe { slot.as_ptr().write(pending) };
+    ctx.rewrite = Some(slot);
+    mqtt_debug!(
+        c.log,
+        "CONNECT rewritten for the upstream: {} bytes, was {}",
+        plan.len(),
+        connect.packet_len
+    );
+    NGX_DECLINED
+}
+
+/// `len` uninitialised bytes from `pool`.
+fn pool_bytes(pool: *mut ngx_pool_t, len: usize) -> Option<ngx_str_t> {
+    // SAFETY: pool is the connection's live pool.
+    let data = NonNull::new(unsafe { ngx_pnalloc(pool, len.max(1)) }.cast::<u8>())?;
+    Some(ngx_str_t {
+        len,
+        data: data.as_ptr(),
+    })
+}
+
+static mut NEXT_FILTER: ngx_stream_filter_pt = None;
+
+/// Puts the rewrite filter on top of the stream filter chain
+/// (postconfiguration, once per configuration cycle).
+pub fn install_filter() {
+    // SAFETY: filters are chained at configuration time, in the one thread
+    // nginx configures in; every stream module's postconfiguration that
+    // installs a filter does the same.
+    unsafe {
+        NEXT_FILTER = ngx_stream_top_filter;
+        ngx_stream_top_filter = Some(rewrite_filter);
+    }
+}
+
+/// The stream body filter: on the way from the device to the upstream, the
+/// device's CONNECT is replaced by the rewritten one.
+unsafe extern "C" fn rewrite_filter(
+    s: *mut ngx_stream_session_t,
+    chain: *mut ngx_chain_t,
+    from_upstream: ngx_uint_t,
+) -> ngx_int_t {
+    // SAFETY: read once per call; written only at configuration time.
+    let Some(next) = (unsafe { NEXT_FILTER }) else {
+        return NGX_ERROR;
+    };
+    let mut chain = chain;
+    if from_upstream == 0 && !chain.is_null() {
+        // SAFETY: nginx passes the live session whose data this is, and
+        // runs no handler of this module meanwhile.
+        let Some(mut session) = (unsafe { Session::from_ptr(s) }) else {
+            return NGX_ERROR;
+        };
+        match catch_unwind(AssertUnwindSafe(|| filter(&mut session, chain))) {
+            Ok(Ok(rewritten)) => chain = rewritten,
+            Ok(Err(what)) => {
+                mqtt_log!(NGX_LOG_ALERT, session.connection().log, "{}, closing", what);
+                return NGX_ERROR;
+            }
+            Err(_) => {
+                let log = session.connection().log;
+                mqtt_log!(NGX_LOG_ALERT, log, "internal error while rewriting CONNECT");
+                return NGX_ERROR;
+            }
+        }
+    }
+    // SAFETY: the next filter of the chain, with the arguments nginx gave.
+    unsafe { next(s, chain, from_upstream) }
+}
+
+fn filter(s: &mut Session<'_>, chain: *mut ngx_chain_t) -> Result<*mut ngx_chain_t, &'static str> {
+    let (c, ctx) = s.connection_and_ctx::<Module>();
+    let Some(mut pending) = ctx.and_then(|ctx| ctx.rewrite) else {
+        return Ok(chain);
+    };
+    // SAFETY: the PendingRewrite prepare() stored, in the connection pool;
+    // only this filter uses it, one call at a time.
+    let pending = unsafe { pending.as_mut() };
+    if pending.state == FilterState::Done {
+        return Ok(chain);
+    }
+    put_in_place(c, pending, chain)
+}
+
+/// The chain to pass on in place of `input`: the device's bytes up to and
+/// through its CONNECT are consumed from `input`'s buffers (the proxy reuses
+/// a buffer once it is consumed), a PROXY protocol header before the CONNECT
+/// is passed on as a copy, and the rewritten CONNECT goes where the device's
+/// was. The proxy's own chain links are left as they are.
+fn put_in_place(
+    c: &ngx_connection_t,
+    pending: &mut PendingRewrite,
+    input: *mut ngx_chain_t,
+) -> Result<*mut ngx_chain_t, &'static str> {
+    const OUT_OF_MEMORY: &str = "out of memory while rewriting CONNECT";
+    let original = str_bytes(&pending.original);
+    let mut out = ChainBuilder::new(c.pool);
+    let mut link = input;
+    // SAFETY: input is the proxy's chain of valid links and buffers.
+    while let Some(cl) = unsafe { link.as_ref() } {
+        link = cl.next;
+        let b = cl.buf;
+        // SAFETY: every link of the chain has a valid buffer.
+        let buf = unsafe { &mut *b };
+        let carried = (buf.last_buf(), buf.flush());
+        if pending.state == FilterState::Done || size(buf) == 0 {
+            out.push(b).ok_or(OUT_OF_MEMORY)?;
+            continue;
+        }
+        while size(buf) > 0 {
+            // SAFETY: [pos, last) of a memory buffer is initialised.
+            let bytes = unsafe { core::slice::from_raw_parts(buf.pos, size(buf)) };
+            let taken = match pending.state {
+                FilterState::Start => {
+                    pending.state = if bytes.first() == Some(&b'P') {
+                        FilterState::ProxyHeader { seen: 0 }
+                    } else {
+                        FilterState::Dropping { dropped: 0 }
+                    };
+                    0
+                }
+                FilterState::ProxyHeader { seen } => {
+                    let end = bytes.iter().position(|&b| b == b'\n');
+                    let n = end.map_or(bytes.len(), |i| i + 1);
+                    if seen + n > PROXY_HEADER_MAX {
+                        return Err("PROXY protocol header too long before the CONNECT");
+                    }
+                    out.push_copy(&bytes[..n]).ok_or(OUT_OF_MEMORY)?;
+                    pending.state = match end {
+                        Some(_) => FilterState::Dropping { dropped: 0 },
+                        None => FilterState::ProxyHeader { seen: seen + n },
+                    };
+                    n
+                }
+                FilterState::Dropping { dropped } => {
+                    let rest = original.get(dropped..).unwrap_or_default();
+                    let n = rest.len().min(bytes.len());
+                    if bytes.get(..n) != rest.get(..n) {
+                        return Err("bytes on the way to the upstream are not the CONNECT that was accepted");
+                    }
+                    if dropped + n == original.len() {
+                        out.push_memory(&pending.replacement).ok_or(OUT_OF_MEMORY)?;
+                        pending.state = FilterState::Done;
+                    } else {
+                        pending.state = FilterState::Dropping {
+                            dropped: dropped + n,
+                        };
+                    }
+                    n
+                }
+                FilterState::Done => {
+                    out.push(b).ok_or(OUT_OF_MEMORY)?;
+                    break;
+                }
+            };
+            // SAFETY: taken is at most the bytes between pos and last.
+            buf.pos = unsafe { buf.pos.add(taken) };
+        }
+        // A buffer consumed whole may have carried the end of the stream or
+        // a flush: what went out in its place carries them on.
+        if size(buf) == 0 {
+            out.carry(carried);
+        }
+    }
+    Ok(out.head)
+}
+
+fn size(b: &ngx_buf_t) -> usize {
+    // SAFETY: pos and last point into the same buffer, pos <= last.
+    unsafe { b.last.offset_from(b.pos) }.max(0) as usize
+}
+
+/// A chain of new links, from the connection pool.
+struct ChainBuilder {
+    pool: *mut ngx_pool_t,
+    head: *mut ngx_chain_t,
+    last: *mut ngx_chain_t,
+    /// The last buffer appended is one of this builder's own.
+    last_is_own: bool,
+}
+
+impl ChainBuilder {
+    fn new(pool: *mut ngx_pool_t) -> Self {
+        ChainBuilder {
+            pool,
+            head: ptr::null_mut(),
+            last: ptr::null_mut(),
+            last_is_own: false,
+        }
+    }
+
+    /// Appends a link to `b`, a buffer of the proxy's.
+    fn push(&mut self, b: *mut ngx_buf_t) -> Option<()> {
+        self.last_is_own = false;
+        self.link(b)
+    }
+
+    fn link(&mut self, b: *mut ngx_buf_t) -> Option<()> {
+        // SAFETY: pool is the connection's live pool.
+        let cl = NonNull::new(unsafe { ngx::ffi::ngx_alloc_chain_link(self.pool) })?.as_ptr();
+        // SAFETY: cl is a fresh link; last, when set, is the previous one.
+        unsafe {
+            (*cl).buf = b;
+            (*cl).next = ptr::null_mut();
+            match self.last.as_mut() {
+                Some(last) => last.next = cl,
+                None => self.head = cl,
+            }
+        }
+        self.last = cl;
+        Some(())
+    }
+
+    /// Appends a copy of `bytes` in a buffer of its own.
+    fn push_copy(&mut self, bytes: &[u8]) -> Option<()> {
+        // SAFETY: pool is the connection's live pool.
+        let b = NonNull::new(unsafe { ngx_create_temp_buf(self.pool, bytes.len()) })?.as_ptr();
+        // SAFETY: the new buffer has room for bytes.len() bytes.
+        unsafe {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), (*b).pos, bytes.len());
+            (*b).last = (*b).pos.add(bytes.len());
+        }
+        self.last_is_own = true;
+        self.link(b)
+    }
+
+    /// Appends a read-only buffer over `bytes`, which outlive the session.
+    fn push_memory(&mut self, bytes: &ngx_str_t) -> Option<()> {
+        // SAFETY: ngx_calloc_buf; the buffer is zeroed.
+        let b = NonNull::new(unsafe { ngx_pcalloc(self.pool, size_of::<ngx_buf_t>()) })?
+            .cast::<ngx_buf_t>()
+            .as_ptr();
+        // SAFETY: b is a fresh buffer; the bytes are the pool's.
+        unsafe {
+            (*b).start = bytes.data;
+            (*b).pos = bytes.data;
+            (*b).last = bytes.data.add(bytes.len);
+            (*b).end = (*b).last;
+            (*b).set_memory(1);
+            (*b).set_flush(1);
+            (*b).tag = ptr::addr_of!(crate::ngx_stream_mqtt_preread_module)
+                .cast_mut()
+                .cast();
+        }
+        self.last_is_own = true;
+        self.link(b)
+    }
+
+    /// Sets `last_buf` and `flush` on the last buffer appended, if either is
+    /// set in `carried` and the buffer is one of this builder's own.
+    fn carry(&mut self, (last_buf, flush): (u32, u32)) {
+        if !self.last_is_own {
+            return;
+        }
+        // SAFETY: last, when set, is a link of this builder.
+        let Some(last) = (unsafe { self.last.as_mut() }) else {
+            return;
+        };
+        // SAFETY: its buffer is valid.
+        let b = unsafe { &mut *last.buf };
+        if last_buf == 1 {
+            b.set_last_buf(1);
+        }
+        if flush == 1 {
+            b.set_flush(1);
+        }
+    }
+}
