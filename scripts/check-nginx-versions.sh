@@ -80,9 +80,16 @@ print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["na
     echo "$(dirname "$manifest")/nginx"
 }
 
-# The vendored build's nginx binary (what the end-to-end tests use by default).
+# The vendored build's nginx binary (what the end-to-end tests use by
+# default: the newest), or nothing before `cargo build` has made one.
 vendored_nginx() {
-    ls -t target/debug/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -1
+    local bin newest=""
+    for bin in target/debug/build/nginx-sys-*/out/objs/nginx; do
+        if [[ -x $bin && ( -z $newest || $bin -nt $newest ) ]]; then
+            newest=$bin
+        fi
+    done
+    echo "$newest"
 }
 
 # Loads the module into nginx BIN (after PRELOAD, if any) with `nginx -t`,
