@@ -12,20 +12,47 @@
 #       third-party modules, whose libraries the module does not need.
 #       Debian/Ubuntu: --nginx /usr/sbin/nginx --source /usr/share/nginx/src
 #       (package nginx-dev).
+#
+#   scripts/build-module.sh --tree DIR --objs DIR --target-dir DIR [--profile P]
+#       for nginx's own build system: DIR is an nginx source tree configured
+#       with --add-dynamic-module=<this checkout>, objs its build directory.
+#       Builds the crate as a static library (in --target-dir, cargo profile
+#       P, default release) that nginx's Makefile links, with the module
+#       table nginx generates, into objs/ngx_stream_mqtt_preread_module.so.
+#       The Makefile written by `config` runs this; it is not for use by hand.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-nginx_bin="" source_dir="" out=""
+# The cargo features of a build against an nginx tree other than the vendored
+# one (both the installed-nginx and the nginx-build modes).
+tree_features=(--no-default-features)
+
+nginx_bin="" source_dir="" out="" tree="" objs="" target_dir="" profile=release
 while [[ $# -gt 0 ]]; do
     case $1 in
         --nginx) nginx_bin=$2; shift 2 ;;
         --source) source_dir=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
+        --tree) tree=$2; shift 2 ;;
+        --objs) objs=$2; shift 2 ;;
+        --target-dir) target_dir=$2; shift 2 ;;
+        --profile) profile=$2; shift 2 ;;
         *) echo "build-module.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
 module=ngx_stream_mqtt_preread_module.so
 cd "$root"
+
+if [[ -n $tree ]]; then
+    [[ -n $objs && -n $target_dir ]] ||
+        { echo "build-module.sh: --tree needs --objs and --target-dir" >&2; exit 2; }
+    # nginx links the module table it generates (objs/*_modules.c); the
+    # crate leaves its own out under this cfg.
+    NGINX_SOURCE_DIR=$tree NGINX_BUILD_DIR=$objs \
+        cargo rustc --locked --lib --crate-type staticlib --profile "$profile" \
+        "${tree_features[@]}" --target-dir "$target_dir" -- --cfg ngx_modules_generated
+    exit 0
+fi
 
 if [[ -z $nginx_bin ]]; then
     out=${out:-$root/dist/vendored}
@@ -73,8 +100,7 @@ configure=./configure
     { tail -20 "$build_root/configure.log" >&2; exit 1; }
 
 NGINX_SOURCE_DIR=$build_root/src NGINX_BUILD_DIR=$build_root/src/objs \
-    cargo build --release --locked --no-default-features \
-    --target-dir "$build_root/cargo"
+    cargo build --release --locked "${tree_features[@]}" --target-dir "$build_root/cargo"
 mkdir -p "$out"
 cp "$build_root/cargo/release/libngx_stream_mqtt_preread_module.so" "$out/$module"
 echo "built $out/$module for nginx $version"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages a build, the tests or the demo need.
-#   scripts/deps.sh [build|test|bench]...   (default: build test)
+#   scripts/deps.sh [build|test|package|bench]...   (default: build test)
 # As root, missing packages are installed with apt-get; otherwise the script
 # names them and exits non-zero.
 set -euo pipefail
@@ -12,6 +12,9 @@ declare -A groups=(
     # real brokers, clients, PKI tooling, and Debian's nginx 1.22 with its
     # sources (njs: a preread handler that runs before this module's).
     [test]="mosquitto mosquitto-clients openssl nginx nginx-dev libnginx-mod-stream libnginx-mod-stream-js"
+    # scripts/package-deb.sh: the nginx the package is for, its sources, and
+    # the stream module the package depends on.
+    [package]="nginx nginx-dev libnginx-mod-stream"
     # the other gateways and the measuring tools of the benchmark.
     [bench]="haproxy valgrind strace python3-matplotlib"
 )

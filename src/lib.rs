@@ -73,4 +73,8 @@ pub static mut ngx_stream_mqtt_preread_module: ngx_module_t = ngx_module_t {
     ..ngx_module_t::default()
 };
 
+// The table nginx reads from a dynamic module. nginx's own build (the
+// `config` file, `--add-dynamic-module`) generates it in C and links this
+// crate as a static library, built with `--cfg ngx_modules_generated`.
+#[cfg(not(ngx_modules_generated))]
 ngx::ngx_modules!(ngx_stream_mqtt_preread_module);
