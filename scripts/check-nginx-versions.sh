@@ -152,7 +152,7 @@ for version in "${versions[@]}"; do
         echo "== nginx $full: loaded into /usr/sbin/nginx, end-to-end subset"
         run_e2e /usr/sbin/nginx "$so" /usr/lib/nginx/modules/ngx_stream_module.so "$dir"
         result+=", loaded into /usr/sbin/nginx, e2e: ${e2e_tests[*]}"
-    elif [[ -n $vendored ]] && "$vendored" -v 2>&1 | grep -q "/$full\$"; then
+    elif [[ -n $vendored ]] && "$vendored" -v 2>&1 | grep "/$full\$" >/dev/null; then
         echo "== nginx $full: loaded into $vendored, end-to-end subset"
         run_e2e "$vendored" "$so" "" "$dir"
         result+=", loaded into the vendored nginx, e2e: ${e2e_tests[*]}"

@@ -89,12 +89,14 @@ glibc=$(objdump -T "$so" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV
 depends=("$abi" libnginx-mod-stream "libc6 (>= $glibc)")
 for lib in $(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
     case $lib in libc.so.* | libm.so.* | ld-linux*.so.*) continue ;; esac
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+    # awk reads to the end: a reader that stops early would leave ldconfig to
+    # die of SIGPIPE, which pipefail turns into a failure.
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found { print $NF; found = 1 }')
     [[ -n $path ]] || { echo "package-deb.sh: $lib not found" >&2; exit 1; }
     # dpkg may know the file under /lib or /usr/lib (merged /usr).
     owner=""
     for p in "$path" "${path#/usr}" "/usr$path" "$(readlink -f "$path")"; do
-        owner=$(dpkg-query -S "$p" 2>/dev/null | cut -d: -f1 | head -1) && [[ -n $owner ]] && break
+        owner=$(dpkg-query -S "$p" 2>/dev/null | cut -d: -f1 | sed -n 1p) && [[ -n $owner ]] && break
     done
     [[ -n $owner ]] || { echo "package-deb.sh: no package holds $path" >&2; exit 1; }
     depends+=("$owner")

@@ -43,7 +43,7 @@ else
 fi
 scripts/deps.sh build test
 
-if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "installed"; then
+if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep "installed" >/dev/null; then
     echo "test-package.sh: $package is installed already; purge it first" >&2
     exit 1
 fi
@@ -59,7 +59,7 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         fi
     done
-    if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install\|config-files"; then
+    if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep "install\|config-files" >/dev/null; then
         apt_get purge "$package" || true
     fi
     [[ -z $created_policy ]] || rm -f /usr/sbin/policy-rc.d
