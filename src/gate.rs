@@ -15,29 +15,25 @@ use crate::log::mqtt_log;
 use crate::preread::session_ctx;
 use crate::refusal::{refuse, INTERNAL_ERROR};
 use crate::session::Outcome;
-use crate::stream::{ClientCertificates, Session, StreamConf, NGX_OK};
+use crate::stream::{ClientCertificates, Session, NGX_OK};
 use crate::Module;
 
-/// Puts the gate in front of the content handler of every server that must
-/// see an accepted CONNECT before proxying; whether any server parses
-/// CONNECTs at all. Warns of servers whose identity check can only refuse.
-pub fn install_gates(stream: &mut StreamConf<'_>) -> bool {
-    let log = stream.log();
-    let mut enabled_anywhere = false;
-    for (cscf, conf, certificates) in stream.servers::<Module>() {
-        if !conf.enabled() {
-            continue;
-        }
-        enabled_anywhere = true;
-        if conf.policy() != ClientIdPolicy::Off {
-            warn_without_certificates(log, cscf, certificates);
-        }
-        if conf.requires_connect() && cscf.handler.is_some() {
-            conf.content_handler = cscf.handler;
-            cscf.handler = Some(content_gate);
-        }
+/// Puts the gate in front of the content handler of a server that parses
+/// CONNECTs and must see an accepted one before proxying; warns if its
+/// identity check can only refuse.
+pub fn install_gate(
+    log: *mut ngx_log_t,
+    cscf: &mut ngx_stream_core_srv_conf_t,
+    conf: &mut MqttSrvConf,
+    certificates: ClientCertificates,
+) {
+    if conf.policy() != ClientIdPolicy::Off {
+        warn_without_certificates(log, cscf, certificates);
     }
-    enabled_anywhere
+    if conf.requires_connect() && cscf.handler.is_some() {
+        conf.content_handler = cscf.handler;
+        cscf.handler = Some(content_gate);
+    }
 }
 
 /// `mqtt_client_id_match` where devices have no certificate to present

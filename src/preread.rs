@@ -8,13 +8,13 @@ use mqtt_core::escape::Escaped;
 use mqtt_core::packet::{Connect, Parsed};
 use mqtt_core::policy::{check_client_id, ClientIdPolicy, RejectReason};
 use ngx::ffi::{
-    ngx_buf_t, ngx_conf_t, ngx_connection_t, ngx_create_temp_buf, ngx_int_t, ngx_pfree,
-    ngx_stream_session_t, NGX_LOG_ALERT,
+    ngx_buf_t, ngx_conf_t, ngx_connection_t, ngx_create_temp_buf, ngx_int_t, ngx_module_t,
+    ngx_pfree, ngx_stream_core_srv_conf_t, ngx_stream_session_t, NGX_LOG_ALERT,
 };
 
 use crate::cert::with_peer_certificate;
 use crate::conf::MqttSrvConf;
-use crate::gate::{install_gates, settle_undecided};
+use crate::gate::{install_gate, settle_undecided};
 use crate::log::{mqtt_debug, mqtt_log};
 use crate::refusal::{refuse, INTERNAL_ERROR};
 use crate::rewrite;
@@ -35,14 +35,22 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     };
     // Before this module's handler is installed: what is installed now runs
     // after it.
-    plan_room_for_later_handlers(&mut stream);
-    if !install_gates(&mut stream) {
+    let later = LaterHandlers::of(&stream);
+    let log = stream.log();
+    let (mut parses, mut rewrites) = (false, false);
+    for (cscf, conf, certificates) in stream.servers::<Module>() {
+        conf.room_for_later_handlers = later.want_room(cscf);
+        if !conf.enabled() {
+            continue;
+        }
+        parses = true;
+        rewrites |= conf.rewrites();
+        install_gate(log, cscf, conf, certificates);
+    }
+    if !parses {
         return NGX_OK;
     }
-    if stream
-        .servers::<Module>()
-        .any(|(_, conf, _)| conf.rewrites())
-    {
+    if rewrites {
         rewrite::install_filter();
     }
     if stream.push_preread_handler(Some(preread_handler))
@@ -54,19 +62,33 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     }
 }
 
-/// Decides, per server, whether a preread handler that runs after this
-/// module's may want room in the preread buffer once this module is done.
-/// Growing the buffer to `preread_buffer_size` costs an allocation per
+/// The preread handlers that run after this module's, and so whether a
+/// server's sessions need room in the preread buffer once this module is
+/// done. Growing the buffer to `preread_buffer_size` costs an allocation per
 /// session, so it is done only where such a handler exists: nginx's own
 /// `ssl_preread`, which every stream build installs, wants none unless it is
 /// on in the server; any other (njs's `js_preread` from a module loaded
 /// before this one) may.
-fn plan_room_for_later_handlers(stream: &mut StreamConf<'_>) {
-    let ssl_preread = stream.module_named(c"ngx_stream_ssl_preread_module");
-    let others = stream.preread_handlers() - usize::from(ssl_preread.is_some());
-    for (cscf, conf, _) in stream.servers::<Module>() {
-        conf.room_for_later_handlers =
-            others > 0 || ssl_preread.is_some_and(|m| ssl_preread_enabled(cscf, m));
+struct LaterHandlers {
+    ssl_preread: Option<&'static ngx_module_t>,
+    others: usize,
+}
+
+impl LaterHandlers {
+    fn of(stream: &StreamConf<'_>) -> Self {
+        let ssl_preread = stream.module_named(c"ngx_stream_ssl_preread_module");
+        let others = stream.preread_handlers() - usize::from(ssl_preread.is_some());
+        LaterHandlers {
+            ssl_preread,
+            others,
+        }
+    }
+
+    fn want_room(&self, cscf: &ngx_stream_core_srv_conf_t) -> bool {
+        self.others > 0
+            || self
+                .ssl_preread
+                .is_some_and(|m| ssl_preread_enabled(cscf, m))
     }
 }
 

@@ -14,6 +14,7 @@ use ngx::ffi::{
 use ngx::ngx_conf_log_error;
 
 use crate::conf::MqttSrvConf;
+use crate::session::str_bytes;
 
 /// A CONNECT field that `mqtt_set_connect` sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +46,6 @@ unsafe fn args<'cf>(cf: *mut ngx_conf_t) -> &'cf mut [ngx_str_t] {
     }
 }
 
-fn bytes(s: &ngx_str_t) -> &[u8] {
-    crate::session::str_bytes(s)
-}
-
 /// `mqtt_set_connect clientid | username | password VALUE;` and
 /// `mqtt_set_connect user_property NAME VALUE;`
 pub unsafe extern "C" fn set_connect(
@@ -61,7 +58,7 @@ pub unsafe extern "C" fn set_connect(
     let (args, conf) = unsafe { (args(cf), &mut *conf.cast::<MqttSrvConf>()) };
     let (field, name, value) = match args {
         [field, value] => {
-            let field = match bytes(field) {
+            let field = match str_bytes(field) {
                 b"clientid" => Field::ClientId,
                 b"username" => Field::Username,
                 b"password" => Field::Password,
@@ -70,14 +67,14 @@ pub unsafe extern "C" fn set_connect(
                         NGX_LOG_EMERG,
                         cf,
                         "unknown field \"{}\" in \"mqtt_set_connect\" (clientid, username, password or user_property NAME)",
-                        String::from_utf8_lossy(bytes(field))
+                        String::from_utf8_lossy(str_bytes(field))
                     );
                     return NGX_CONF_ERROR;
                 }
             };
             (field, None, value)
         }
-        [field, name, value] if bytes(field) == b"user_property" => {
+        [field, name, value] if str_bytes(field) == b"user_property" => {
             (Field::UserProperty, Some(name), value)
         }
         _ => {
@@ -94,7 +91,7 @@ pub unsafe extern "C" fn set_connect(
             NGX_LOG_EMERG,
             cf,
             "\"mqtt_set_connect {}\" is duplicate",
-            String::from_utf8_lossy(bytes(&args[0]))
+            String::from_utf8_lossy(str_bytes(&args[0]))
         );
         return NGX_CONF_ERROR;
     }

@@ -409,30 +409,21 @@ fn generate(dir: &Path) {
         "revoked.chain.pem",
         &["revoked.pem", "intermediate.pem"],
     );
-    let ca = [
-        "-config",
-        "ca.cnf",
-        "-cert",
-        "intermediate.pem",
-        "-keyfile",
-        "intermediate.key",
-    ];
-    openssl(dir, &[&["ca", "-revoke", "revoked.pem"], &ca[..]].concat());
     openssl(
         dir,
         &[
-            &[
-                "ca",
-                "-gencrl",
-                "-crldays",
-                "30",
-                "-out",
-                "intermediate.crl",
-            ],
-            &ca[..],
-        ]
-        .concat(),
+            "ca",
+            "-revoke",
+            "revoked.pem",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "intermediate.pem",
+            "-keyfile",
+            "intermediate.key",
+        ],
     );
+    gen_crl(dir, "ca.cnf", "intermediate");
     std::fs::create_dir_all(dir.join("root-db")).expect("root-db");
     std::fs::write(dir.join("root-db/index.txt"), b"").expect("root index");
     std::fs::write(
@@ -441,23 +432,7 @@ fn generate(dir: &Path) {
          [ca_default]\ndatabase = root-db/index.txt\ndefault_md = sha256\n",
     )
     .expect("root-ca.cnf");
-    openssl(
-        dir,
-        &[
-            "ca",
-            "-gencrl",
-            "-crldays",
-            "30",
-            "-config",
-            "root-ca.cnf",
-            "-cert",
-            "root.pem",
-            "-keyfile",
-            "root.key",
-            "-out",
-            "root.crl",
-        ],
-    );
+    gen_crl(dir, "root-ca.cnf", "root");
     concat(dir, "crl-chain.pem", &["intermediate.crl", "root.crl"]);
 
     // Same CN as a legitimate device, issued by a CA nginx does not trust.
@@ -474,5 +449,22 @@ fn generate(dir: &Path) {
         dir,
         "untrusted.chain.pem",
         &["untrusted.pem", "rogue-ca.pem"],
+    );
+}
+
+/// `<ca>.crl`, the CRL of CA `<ca>` (`<ca>.pem`, `<ca>.key`) from the
+/// `openssl ca` database that `config` names, valid for 30 days.
+fn gen_crl(dir: &Path, config: &str, ca: &str) {
+    let (cert, key, out) = (
+        format!("{ca}.pem"),
+        format!("{ca}.key"),
+        format!("{ca}.crl"),
+    );
+    openssl(
+        dir,
+        &[
+            "ca", "-gencrl", "-crldays", "30", "-config", config, "-cert", &cert, "-keyfile", &key,
+            "-out", &out,
+        ],
     );
 }
