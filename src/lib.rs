@@ -27,6 +27,7 @@ mod refusal;
 mod rewrite;
 mod session;
 mod set_connect;
+mod shm;
 mod stream;
 mod variables;
 

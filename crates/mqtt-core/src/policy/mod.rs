@@ -56,6 +56,10 @@ pub enum RejectReason {
     RewriteTooLarge,
     /// The `mqtt_set_connect` values make no valid CONNECT.
     RewriteFailed(RewriteError),
+    /// More CONNECTs for the key than `mqtt_limit_connect` allows.
+    RateLimited,
+    /// As many live sessions for the key as `mqtt_limit_conn` allows.
+    SessionLimit,
 }
 
 impl RejectReason {
@@ -72,6 +76,8 @@ impl RejectReason {
             Self::ClientIdMismatch => "client_id_mismatch",
             Self::RewriteTooLarge => "too_large",
             Self::RewriteFailed(_) => "rewrite_failed",
+            Self::RateLimited => "rate_limited",
+            Self::SessionLimit => "session_limit",
         }
     }
 
@@ -88,15 +94,19 @@ impl RejectReason {
             Self::ClientIdMismatch => "ClientId does not match the certificate identity",
             Self::RewriteTooLarge => RewriteError::TooLarge.message(),
             Self::RewriteFailed(error) => error.message(),
+            Self::RateLimited => "too many CONNECTs for this key",
+            Self::SessionLimit => "too many live sessions for this key",
         }
     }
 
     /// The stream session status: 400 for a bad packet, 403 for a bad
-    /// identity, 500 when the gateway's own values make no valid CONNECT.
+    /// identity, 500 when the gateway's own values make no valid CONNECT,
+    /// 503 when admission control turns the device away.
     pub fn status(self) -> u16 {
         match self {
             Self::Invalid(_) | Self::Incomplete | Self::RewriteTooLarge => 400,
             Self::RewriteFailed(_) => 500,
+            Self::RateLimited | Self::SessionLimit => 503,
             _ => 403,
         }
     }
@@ -116,6 +126,8 @@ impl RejectReason {
             }
             Self::RewriteTooLarge => Some(ReasonCode::PacketTooLarge),
             Self::RewriteFailed(_) => Some(ReasonCode::ImplementationSpecificError),
+            Self::RateLimited => Some(ReasonCode::ConnectionRateExceeded),
+            Self::SessionLimit => Some(ReasonCode::QuotaExceeded),
         }
     }
 

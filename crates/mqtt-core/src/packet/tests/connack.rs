@@ -264,6 +264,40 @@ fn rejection_connacks() {
     );
 }
 
+/// Admission control: "Server unavailable" for 3.1/3.1.1; for MQTT 5,
+/// Connection rate exceeded and Quota exceeded, which tell a client to back
+/// off rather than fix its packet.
+#[test]
+fn admission_connacks() {
+    let mut out = [0u8; MAX_CONNACK_LEN];
+    for (reason, v5) in [
+        (RejectReason::RateLimited, 0x9F),
+        (RejectReason::SessionLimit, 0x97),
+    ] {
+        assert_eq!(reason.status(), 503);
+        for level in [ProtocolLevel::V31, ProtocolLevel::V311] {
+            let n = reason.write_connack(Some(level), None, &mut out);
+            assert_eq!(&out[..n], [0x20, 0x02, 0x00, 0x03], "{reason:?} {level:?}");
+        }
+        let n = reason.write_connack(Some(ProtocolLevel::V5), None, &mut out);
+        assert_eq!(out[3], v5, "{reason:?}");
+        let ack = rumqttc_v5(&out[..n]);
+        assert_eq!(
+            ack.properties.unwrap().reason_string.as_deref(),
+            Some(reason.message())
+        );
+    }
+    assert_eq!(
+        rumqttc_v5(&{
+            let n =
+                RejectReason::RateLimited.write_connack(Some(ProtocolLevel::V5), None, &mut out);
+            out[..n].to_vec()
+        })
+        .code,
+        rv5::ConnectReturnCode::ConnectionRateExceeded
+    );
+}
+
 /// Every message fits a MAX_CONNACK_LEN CONNACK uncut.
 #[test]
 fn messages_fit_max_connack_len() {
