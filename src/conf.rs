@@ -9,12 +9,13 @@ use mqtt_core::policy::{ClientIdPolicy, SanKind};
 use ngx::ffi::{
     ngx_array_t, ngx_bufs_t, ngx_command_t, ngx_conf_enum_t, ngx_conf_set_bufs_slot,
     ngx_conf_set_enum_slot, ngx_conf_set_flag_slot, ngx_flag_t, ngx_str_t,
-    ngx_stream_content_handler_pt, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
-    NGX_CONF_TAKE23, NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF, NGX_STREAM_SRV_CONF,
-    NGX_STREAM_SRV_CONF_OFFSET,
+    ngx_stream_content_handler_pt, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
+    NGX_CONF_TAKE2, NGX_CONF_TAKE23, NGX_CONF_TAKE3, NGX_CONF_UNSET, NGX_STREAM_MAIN_CONF,
+    NGX_STREAM_SRV_CONF, NGX_STREAM_SRV_CONF_OFFSET,
 };
 use ngx::ngx_string;
 
+use crate::limit::{directives as limit, ConnZone, LimitRef, RateZone};
 use crate::set_connect;
 use crate::stream::Merge;
 
@@ -44,12 +45,25 @@ pub struct MqttSrvConf {
     /// The server's content handler (`proxy_pass`), wrapped by the gate that
     /// keeps undecided sessions away from the upstream.
     pub content_handler: ngx_stream_content_handler_pt,
+    /// `mqtt_limit_connect`: the zone and the burst.
+    pub limit_connect: LimitRef<RateZone>,
+    /// `mqtt_limit_conn`: the zone and the number of sessions.
+    pub limit_conn: LimitRef<ConnZone>,
+    pub limit_conn_takeover: bool,
 }
 
 impl MqttSrvConf {
     /// Whether the module parses CONNECTs in this server.
     pub fn enabled(&self) -> bool {
-        self.preread == 1 || self.policy() != ClientIdPolicy::Off || self.rewrites()
+        self.preread == 1
+            || self.policy() != ClientIdPolicy::Off
+            || self.rewrites()
+            || self.limits()
+    }
+
+    /// Whether admission control applies to this server's sessions.
+    pub fn limits(&self) -> bool {
+        self.limit_connect.is_set() || self.limit_conn.is_set()
     }
 
     /// Whether the first CONNECT is rewritten on its way to the upstream.
@@ -77,10 +91,13 @@ impl MqttSrvConf {
     }
 
     /// Whether a session may reach the upstream only after an accepted
-    /// CONNECT. A CONNECT that is to be rewritten must have been parsed,
-    /// whatever `mqtt_reject_malformed` says.
+    /// CONNECT. A CONNECT that is to be rewritten, or whose key is to be
+    /// limited, must have been parsed, whatever `mqtt_reject_malformed` says.
     pub fn requires_connect(&self) -> bool {
-        self.reject_malformed == 1 || self.policy() != ClientIdPolicy::Off || self.rewrites()
+        self.reject_malformed == 1
+            || self.policy() != ClientIdPolicy::Off
+            || self.rewrites()
+            || self.limits()
     }
 }
 
@@ -132,7 +149,9 @@ static mut CLIENT_ID_MATCH_VALUES: [ngx_conf_enum_t; 8] = [
 
 const CONTEXT: ngx_uint_t = (NGX_STREAM_MAIN_CONF | NGX_STREAM_SRV_CONF) as ngx_uint_t;
 
-pub static mut COMMANDS: [ngx_command_t; 9] = [
+const MAIN: ngx_uint_t = NGX_STREAM_MAIN_CONF as ngx_uint_t;
+
+pub static mut COMMANDS: [ngx_command_t; 13] = [
     ngx_command_t {
         name: ngx_string!("mqtt_preread"),
         type_: CONTEXT | NGX_CONF_FLAG as ngx_uint_t,
@@ -198,6 +217,38 @@ pub static mut COMMANDS: [ngx_command_t; 9] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("mqtt_limit_connect_zone"),
+        type_: MAIN | NGX_CONF_TAKE3 as ngx_uint_t,
+        set: Some(limit::limit_connect_zone),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mqtt_limit_connect"),
+        type_: CONTEXT | NGX_CONF_TAKE12 as ngx_uint_t,
+        set: Some(limit::limit_connect),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mqtt_limit_conn_zone"),
+        type_: MAIN | NGX_CONF_TAKE2 as ngx_uint_t,
+        set: Some(limit::limit_conn_zone),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("mqtt_limit_conn"),
+        type_: CONTEXT | NGX_CONF_TAKE23 as ngx_uint_t,
+        set: Some(limit::limit_conn),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -214,6 +265,9 @@ impl Default for MqttSrvConf {
             set_connect: ptr::null_mut(),
             room_for_later_handlers: false,
             content_handler: None,
+            limit_connect: LimitRef::UNSET,
+            limit_conn: LimitRef::UNSET,
+            limit_conn_takeover: false,
         }
     }
 }
@@ -235,6 +289,13 @@ impl Merge for MqttSrvConf {
         );
         merge(&mut self.reject_connack, prev.reject_connack, UNSET_FLAG, 1);
         merge(&mut self.rewrite, prev.rewrite, UNSET_FLAG, 0);
+        if !self.limit_connect.is_set() {
+            self.limit_connect = prev.limit_connect;
+        }
+        if !self.limit_conn.is_set() {
+            self.limit_conn = prev.limit_conn;
+            self.limit_conn_takeover = prev.limit_conn_takeover;
+        }
         // ngx_conf_merge_bufs_value, with NGINX Plus's default of 100 1k.
         if self.buffers.num == 0 {
             self.buffers = if prev.buffers.num != 0 {

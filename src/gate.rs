@@ -11,6 +11,7 @@ use ngx::ffi::{
 };
 
 use crate::conf::MqttSrvConf;
+use crate::limit;
 use crate::log::mqtt_log;
 use crate::preread::session_ctx;
 use crate::refusal::{refuse, INTERNAL_ERROR};
@@ -80,6 +81,9 @@ fn settle(s: &mut Session<'_>) {
     let Some(conf) = s.srv_conf::<Module>() else {
         return;
     };
+    if conf.limits() {
+        limit::release(s);
+    }
     // nginx ends an unfinished preread with status 200; any other status is
     // an error of its own, which stays as it is.
     let ended_in_preread = s.status() == NGX_STREAM_OK as ngx_uint_t;

@@ -13,6 +13,8 @@
 //! * [`rewrite`]: the CONNECT rewritten for the upstream (`mqtt on`), and
 //!   the stream filter that puts it in place of the device's.
 //! * [`set_connect`]: the rewrite's `mqtt_set_connect` directives.
+//! * [`limit`]: admission control (`mqtt_limit_connect`, `mqtt_limit_conn`).
+//! * [`shm`]: shared memory zones, kept across reloads.
 //! * [`variables`]: the `$mqtt_*` variables.
 //! * [`session`]: the per-session context and its buffer.
 //! * [`cert`]: the verified peer certificate, from OpenSSL.
@@ -21,6 +23,7 @@
 mod cert;
 mod conf;
 mod gate;
+mod limit;
 mod log;
 mod preread;
 mod refusal;
@@ -71,6 +74,7 @@ pub static mut ngx_stream_mqtt_preread_module: ngx_module_t = ngx_module_t {
     // Only the address is taken; nginx owns the table from here.
     commands: addr_of_mut!(conf::COMMANDS).cast(),
     type_: NGX_STREAM_MODULE as _,
+    init_process: Some(limit::takeover::init_process),
     ..ngx_module_t::default()
 };
 

@@ -15,6 +15,7 @@ use ngx::ffi::{
 use crate::cert::with_peer_certificate;
 use crate::conf::MqttSrvConf;
 use crate::gate::{install_gate, settle_undecided};
+use crate::limit;
 use crate::log::{mqtt_debug, mqtt_log};
 use crate::refusal::{refuse, INTERNAL_ERROR};
 use crate::rewrite;
@@ -173,6 +174,12 @@ fn preread(s: &mut Session<'_>) -> ngx_int_t {
                 let rc = decide(c, conf, ctx, &connect, limit);
                 if rc != NGX_DECLINED {
                     return rc;
+                }
+                if conf.limits() {
+                    let rc = limit::admit(s, conf, &connect, limit);
+                    if rc != NGX_DECLINED {
+                        return rc;
+                    }
                 }
                 if conf.rewrites() {
                     let rc = rewrite::prepare(s, conf, &connect, received, limit);

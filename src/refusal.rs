@@ -6,7 +6,8 @@ use mqtt_core::packet::connack::MAX_CONNACK_LEN;
 use mqtt_core::packet::{Connect, InvalidReason};
 use mqtt_core::policy::RejectReason;
 use ngx::ffi::{
-    ngx_connection_t, ngx_int_t, NGX_LOG_INFO, NGX_LOG_WARN, NGX_STREAM_INTERNAL_SERVER_ERROR,
+    ngx_connection_t, ngx_int_t, ngx_str_t, NGX_LOG_INFO, NGX_LOG_WARN,
+    NGX_STREAM_INTERNAL_SERVER_ERROR,
 };
 
 use crate::cert::is_tls;
@@ -28,17 +29,42 @@ pub fn refuse(
     connect: Option<&Connect<'_>>,
     preread_buffer_size: usize,
 ) -> ngx_int_t {
+    refuse_limited(c, conf, ctx, reason, connect, preread_buffer_size, None)
+}
+
+/// [`refuse`], naming the zone and the key that admission control refused
+/// the session for.
+pub fn refuse_limited(
+    c: &mut ngx_connection_t,
+    conf: &MqttSrvConf,
+    ctx: &mut SessionCtx,
+    reason: RejectReason,
+    connect: Option<&Connect<'_>>,
+    preread_buffer_size: usize,
+    limited: Option<(ngx_str_t, ngx_str_t)>,
+) -> ngx_int_t {
     ctx.outcome = Outcome::Rejected(reason);
     let cert_cn = ctx.cert_cn(c);
     let too_large = reason == RejectReason::Invalid(InvalidReason::TooLarge);
     // Identity failures and a too small buffer are for the operator to see;
     // broken packets are the client's problem, as nginx logs them.
-    let log_level = if reason.status() == 403 || too_large {
+    let log_level = if reason.status() != 400 || too_large {
         NGX_LOG_WARN
     } else {
         NGX_LOG_INFO
     };
-    if too_large {
+    if let Some((zone, key)) = limited {
+        mqtt_log!(
+            log_level,
+            c.log,
+            "rejected ({}): {}, zone: \"{}\", key: \"{}\", client_id: \"{}\"",
+            reason.token(),
+            reason.message(),
+            Escaped(str_bytes(&zone)),
+            Escaped(str_bytes(&key)),
+            Escaped(str_bytes(&ctx.client_id)),
+        );
+    } else if too_large {
         mqtt_log!(
             log_level,
             c.log,

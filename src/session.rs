@@ -6,6 +6,7 @@ use core::ptr::{self, NonNull};
 use ngx::ffi::{ngx_buf_t, ngx_connection_t, ngx_palloc, ngx_pnalloc, ngx_pool_t, ngx_str_t};
 
 use crate::cert::with_peer_certificate;
+use crate::limit::Held;
 use crate::rewrite::PendingRewrite;
 use mqtt_core::packet::{ConnectFramer, ProtocolLevel};
 use mqtt_core::policy::{CommonName, PeerCertificate, RejectReason};
@@ -48,6 +49,8 @@ pub struct SessionCtx {
     pub cert_cn: Option<ngx_str_t>,
     /// The CONNECT to put in place of the device's (`mqtt on`).
     pub rewrite: Option<NonNull<PendingRewrite>>,
+    /// Where the session counts as live (`mqtt_limit_conn`), in the pool.
+    pub held: Option<NonNull<Held>>,
     /// The buffer beside the context in the same allocation. nginx reads
     /// into it and the parsed fields point into it, so it is reached only
     /// through this pointer, never through a reference to the context.
@@ -95,6 +98,7 @@ impl SessionCtx {
                 username: EMPTY,
                 cert_cn: None,
                 rewrite: None,
+                held: None,
                 first_read,
             });
         }

@@ -36,7 +36,7 @@ pub struct SetConnect {
 ///
 /// # Safety
 /// `cf` is a configuration being parsed, whose `args` hold the directive.
-unsafe fn args<'cf>(cf: *mut ngx_conf_t) -> &'cf mut [ngx_str_t] {
+pub unsafe fn args<'cf>(cf: *mut ngx_conf_t) -> &'cf mut [ngx_str_t] {
     // SAFETY: the caller's contract; args is an array of ngx_str_t with
     // the directive's name first.
     unsafe {
@@ -129,7 +129,7 @@ pub unsafe extern "C" fn set_connect(
 }
 
 /// Compiles `value`, text with variables, into `cv`.
-fn compile(
+pub fn compile(
     cf: *mut ngx_conf_t,
     value: &mut ngx_str_t,
     cv: &mut ngx_stream_complex_value_t,

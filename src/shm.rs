@@ -109,12 +109,6 @@ impl<K: ZoneKind> Zone<K> {
         str_bytes(unsafe { &self.shm_zone.as_ref().shm.name })
     }
 
-    /// The zone's size in bytes; 0 while only referred to.
-    pub fn size(&self) -> usize {
-        // SAFETY: as in name().
-        unsafe { self.shm_zone.as_ref().shm.size }
-    }
-
     /// The shared state; `None` at configuration time, before nginx has
     /// mapped the zone.
     pub fn shared(&self) -> Option<&K::Shared> {

@@ -21,6 +21,7 @@
     clippy::todo
 )]
 
+pub mod admission;
 pub mod escape;
 pub mod packet;
 pub mod policy;

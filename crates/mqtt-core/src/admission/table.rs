@@ -1,0 +1,109 @@
+//! A set-associative table of fixed-size slots: a key's hash picks a bucket
+//! of [`WAYS`] slots, and a full bucket gives up its least recently used
+//! slot, preferring one whose state no longer matters (an idle slot).
+
+use core::hash::Hasher;
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+/// Slots per bucket.
+pub const WAYS: usize = 8;
+
+/// A key's keyed 128-bit hash: what the table stores instead of the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct KeyHash(pub u64, pub u64);
+
+impl KeyHash {
+    /// The hash of an empty slot, which no key has.
+    pub const EMPTY: KeyHash = KeyHash(0, 0);
+
+    /// The hash of `key` under the table's `secret`.
+    pub fn of(secret: [u64; 2], key: &[u8]) -> KeyHash {
+        let mut h = SipHasher13::new_with_keys(secret[0], secret[1]);
+        h.write(key);
+        let h = h.finish128();
+        match KeyHash(h.h1, h.h2) {
+            KeyHash::EMPTY => KeyHash(0, 1),
+            hash => hash,
+        }
+    }
+}
+
+/// One slot: whose it is, when it was last used, and its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Slot<P> {
+    pub key: KeyHash,
+    /// Milliseconds on the monotonic clock all workers share.
+    pub used_ms: u64,
+    pub payload: P,
+}
+
+/// How [`entry`] came by its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The key had a slot.
+    Found,
+    /// An empty or idle slot was given to the key.
+    Fresh,
+    /// The bucket was full of live state: its least recently used slot was
+    /// taken from another key, whose state is lost.
+    Evicted,
+}
+
+/// The bucket of `key`: [`WAYS`] slots, or none if the table is smaller
+/// than one bucket.
+fn bucket<P>(slots: &mut [Slot<P>], key: KeyHash) -> &mut [Slot<P>] {
+    let buckets = slots.len() / WAYS;
+    if buckets == 0 {
+        return &mut [];
+    }
+    let first = (key.0 % buckets as u64) as usize * WAYS;
+    slots.get_mut(first..first + WAYS).unwrap_or_default()
+}
+
+/// The slot of `key`, if it has one.
+pub fn find<P>(slots: &mut [Slot<P>], key: KeyHash) -> Option<&mut Slot<P>> {
+    bucket(slots, key).iter_mut().find(|slot| slot.key == key)
+}
+
+/// The slot of `key`, found or claimed, marked used at `now_ms`. A claimed
+/// slot starts with `P::default()`. `idle` says which state can be dropped
+/// without changing any decision. `None` only for a table smaller than one
+/// bucket.
+pub fn entry<P: Default>(
+    slots: &mut [Slot<P>],
+    key: KeyHash,
+    now_ms: u64,
+    idle: impl Fn(&Slot<P>) -> bool,
+) -> Option<(&mut Slot<P>, Claim)> {
+    let bucket = bucket(slots, key);
+    let index = match bucket.iter().position(|slot| slot.key == key) {
+        Some(i) => Some((i, Claim::Found)),
+        None => bucket
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.key == KeyHash::EMPTY || idle(slot))
+            .min_by_key(|(_, slot)| slot.used_ms)
+            .map(|(i, _)| (i, Claim::Fresh))
+            .or_else(|| {
+                bucket
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, slot)| slot.used_ms)
+                    .map(|(i, _)| (i, Claim::Evicted))
+            }),
+    };
+    let (i, claim) = index?;
+    let slot = bucket.get_mut(i)?;
+    if claim != Claim::Found {
+        *slot = Slot {
+            key,
+            used_ms: now_ms,
+            payload: P::default(),
+        };
+    }
+    slot.used_ms = now_ms;
+    Some((slot, claim))
+}
