@@ -38,20 +38,22 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     // after it.
     let later = LaterHandlers::of(&stream);
     let log = stream.log();
-    let (mut parses, mut rewrites) = (false, false);
+    let (mut parses, mut filters) = (false, false);
     for (cscf, conf, certificates) in stream.servers::<Module>() {
         conf.room_for_later_handlers = later.want_room(cscf);
         if !conf.enabled() {
             continue;
         }
         parses = true;
-        rewrites |= conf.rewrites();
+        filters |= conf.rewrites() || conf.limit_conn_takeover;
         install_gate(log, cscf, conf, certificates);
     }
     if !parses {
         return NGX_OK;
     }
-    if rewrites {
+    // The filter rewrites CONNECTs, and follows the packets to devices that
+    // a takeover may tell to go.
+    if filters {
         rewrite::install_filter();
     }
     if stream.push_preread_handler(Some(preread_handler))

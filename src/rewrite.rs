@@ -14,7 +14,7 @@ use core::ptr::{self, NonNull};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mqtt_core::packet::rewrite::{plan_rewrite, ConnectRewrite, FieldEdit, RewriteError};
-use mqtt_core::packet::Connect;
+use mqtt_core::packet::{Connect, ProtocolLevel};
 use mqtt_core::policy::RejectReason;
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_connection_t, ngx_create_temp_buf, ngx_int_t, ngx_palloc,
@@ -249,7 +249,8 @@ pub fn install_filter() {
 }
 
 /// The stream body filter: on the way from the device to the upstream, the
-/// device's CONNECT is replaced by the rewritten one.
+/// device's CONNECT is replaced by the rewritten one; on the way back, the
+/// packet boundaries of a session that may be taken over are followed.
 unsafe extern "C" fn rewrite_filter(
     s: *mut ngx_stream_session_t,
     chain: *mut ngx_chain_t,
@@ -278,9 +279,43 @@ unsafe extern "C" fn rewrite_filter(
                 return NGX_ERROR;
             }
         }
+    } else if from_upstream != 0 && !chain.is_null() {
+        // SAFETY: as above.
+        if let Some(mut session) = unsafe { Session::from_ptr(s) } {
+            if catch_unwind(AssertUnwindSafe(|| follow_downstream(&mut session, chain))).is_err() {
+                return NGX_ERROR;
+            }
+        }
     }
     // SAFETY: the next filter of the chain, with the arguments nginx gave.
     unsafe { next(s, chain, from_upstream) }
+}
+
+/// Follows the packets on their way to an MQTT 5 device that a takeover
+/// may tell to go.
+fn follow_downstream(s: &mut Session<'_>, chain: *const ngx_chain_t) {
+    if !s
+        .srv_conf::<Module>()
+        .is_some_and(|conf| conf.limit_conn_takeover)
+    {
+        return;
+    }
+    let (_, Some(ctx)) = s.connection_and_ctx::<Module>() else {
+        return;
+    };
+    if ctx.held.is_none() || ctx.level != Some(ProtocolLevel::V5) {
+        return;
+    }
+    let mut link = chain;
+    // SAFETY: the proxy's chain of valid links and memory buffers, whose
+    // [pos, last) is initialised; only read here.
+    while let Some(cl) = unsafe { link.as_ref() } {
+        link = cl.next;
+        if let Some(buf) = unsafe { cl.buf.as_ref() } {
+            let bytes = unsafe { core::slice::from_raw_parts(buf.pos, size(buf)) };
+            ctx.downstream.feed(bytes);
+        }
+    }
 }
 
 fn filter(s: &mut Session<'_>, chain: *mut ngx_chain_t) -> Result<*mut ngx_chain_t, &'static str> {

@@ -8,6 +8,7 @@ use ngx::ffi::{ngx_buf_t, ngx_connection_t, ngx_palloc, ngx_pnalloc, ngx_pool_t,
 use crate::cert::with_peer_certificate;
 use crate::limit::Held;
 use crate::rewrite::PendingRewrite;
+use mqtt_core::packet::boundary::PacketBoundary;
 use mqtt_core::packet::{ConnectFramer, ProtocolLevel};
 use mqtt_core::policy::{CommonName, PeerCertificate, RejectReason};
 
@@ -51,6 +52,10 @@ pub struct SessionCtx {
     pub rewrite: Option<NonNull<PendingRewrite>>,
     /// Where the session counts as live (`mqtt_limit_conn`), in the pool.
     pub held: Option<NonNull<Held>>,
+    /// Where the bytes from the upstream to the device stand, followed for
+    /// an MQTT 5 session that may be taken over (and told so between two
+    /// packets).
+    pub downstream: PacketBoundary,
     /// The buffer beside the context in the same allocation. nginx reads
     /// into it and the parsed fields point into it, so it is reached only
     /// through this pointer, never through a reference to the context.
@@ -99,6 +104,7 @@ impl SessionCtx {
                 cert_cn: None,
                 rewrite: None,
                 held: None,
+                downstream: PacketBoundary::Between,
                 first_read,
             });
         }

@@ -225,6 +225,12 @@ fn takeover(same_worker: bool) {
     old.send(&connect_packet(Version::V5, "thing001"))
         .expect("send");
     assert_eq!(answer(&old.read_connack(WAIT)), Answer::Accepted);
+    // Packets from the broker before the takeover: the DISCONNECT follows
+    // them, between two packets.
+    for _ in 0..3 {
+        old.send(&[0xC0, 0x00]).expect("PINGREQ");
+        assert_eq!(old.read_up_to(2, WAIT).bytes(), [0xD0, 0x00]);
+    }
     wait_until(WAIT, "first session on broker 0", || {
         brokers[0].saw_client("thing001").then_some(())
     });
@@ -314,34 +320,38 @@ fn session_limit_refuses_the_second_session() {
 #[test]
 fn reload_keeps_the_limits() {
     let broker = Broker::start();
-    let port = free_port();
+    let (rated, limited) = (free_port(), free_port());
     let body = format!(
         "mqtt_limit_connect_zone $mqtt_client_id zone=connects:1m rate=1r/m;\n\
          mqtt_limit_conn_zone $mqtt_client_id zone=sessions:1m;\n\
-         server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {};\n    \
-         mqtt_limit_connect zone=connects burst=1;\n    mqtt_limit_conn zone=sessions 1;\n}}\n",
-        broker.addr()
+         server {{\n    listen 127.0.0.1:{rated};\n    proxy_pass {b};\n    \
+         mqtt_limit_connect zone=connects burst=1;\n}}\n\
+         server {{\n    listen 127.0.0.1:{limited};\n    proxy_pass {b};\n    \
+         mqtt_limit_conn zone=sessions 1;\n}}\n",
+        b = broker.addr()
     );
-    let nginx = two_workers(&body, &[port]);
-    assert_eq!(attempt(port, Version::V311, "burst").0, Answer::Accepted);
-    assert_eq!(attempt(port, Version::V311, "burst").0, Answer::Accepted);
+    let nginx = two_workers(&body, &[rated, limited]);
+    assert_eq!(attempt(rated, Version::V311, "burst").0, Answer::Accepted);
+    assert_eq!(attempt(rated, Version::V311, "burst").0, Answer::Accepted);
     assert_eq!(
-        attempt(port, Version::V311, "burst").0,
+        attempt(rated, Version::V311, "burst").0,
         Answer::Refused(0x03)
     );
-    let (held, _session) = attempt(port, Version::V311, "holder");
+    let (held, _session) = attempt(limited, Version::V311, "holder");
     assert_eq!(held, Answer::Accepted);
     let conf = read_lossy(&nginx.conf);
     nginx.reload(Some(conf));
+    // New workers, same zones: the device is still over its rate, and the
+    // session an old worker holds still counts.
     assert_eq!(
-        attempt(port, Version::V311, "burst").0,
+        attempt(rated, Version::V311, "burst").0,
         Answer::Refused(0x03)
     );
     assert_eq!(
-        attempt(port, Version::V311, "holder").0,
+        attempt(limited, Version::V311, "holder").0,
         Answer::Refused(0x03)
     );
-    assert_eq!(attempt(port, Version::V311, "fresh").0, Answer::Accepted);
+    assert_eq!(attempt(rated, Version::V311, "fresh").0, Answer::Accepted);
     nginx.assert_no_crash();
 }
 

@@ -13,9 +13,12 @@
 //!
 //! An MQTT 5 victim is first sent a DISCONNECT with reason code 0x8E
 //! (Session taken over), through the stream filters so that it follows
-//! whatever the proxy has queued for the device; then its socket is shut
-//! down, and nginx's proxy ends the session as it ends one whose device went
-//! away, closing the upstream connection too.
+//! whatever the proxy has queued for the device. The filter follows the
+//! packets from the broker to such a device, and the DISCONNECT is sent only
+//! between two of them: a device that is in the middle of a packet when it
+//! is taken over is closed without one. Then its socket is shut down, and
+//! nginx's proxy ends the session as it ends one whose device went away,
+//! closing the upstream connection too.
 
 use core::cell::{Cell, RefCell};
 use core::ptr::{self, NonNull};
@@ -168,6 +171,9 @@ fn close(s: NonNull<ngx_stream_session_t>) {
         return;
     };
     let level = session.ctx::<Module>().and_then(|ctx| ctx.level);
+    let between = session
+        .ctx::<Module>()
+        .is_some_and(|ctx| ctx.downstream.is_between());
     let client_id = session
         .ctx::<Module>()
         .map(|ctx| ctx.client_id)
@@ -180,7 +186,14 @@ fn close(s: NonNull<ngx_stream_session_t>) {
         Escaped(str_bytes(&client_id))
     );
     if level == Some(ProtocolLevel::V5) {
-        send_disconnect(&mut session);
+        if between {
+            send_disconnect(&mut session);
+        } else {
+            mqtt_debug!(
+                c.log,
+                "inside a packet to the device: closed without DISCONNECT"
+            );
+        }
     }
     let c = session.connection();
     // SAFETY: the session's own socket. Reading it now ends in EOF, which

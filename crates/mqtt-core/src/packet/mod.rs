@@ -15,6 +15,7 @@
 //! input: the non-test code does no unchecked indexing and has no
 //! `unwrap`/`expect` (enforced by the crate's lints).
 
+pub mod boundary;
 pub mod connack;
 pub mod connect;
 pub mod encode;

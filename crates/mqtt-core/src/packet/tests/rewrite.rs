@@ -307,3 +307,71 @@ proptest! {
         prop_assert!(matches!(parse_connect(&out, LIMIT), Parsed::Connect(_)));
     }
 }
+
+mod boundary {
+    use crate::packet::boundary::PacketBoundary;
+    use proptest::prelude::*;
+
+    fn packet(kind: u8, body_len: usize) -> Vec<u8> {
+        let mut out = vec![kind];
+        let mut n = body_len;
+        loop {
+            let mut byte = (n % 128) as u8;
+            n /= 128;
+            if n > 0 {
+                byte |= 0x80;
+            }
+            out.push(byte);
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend(std::iter::repeat_n(0xAB, body_len));
+        out
+    }
+
+    #[test]
+    fn follows_packets_and_loses_a_bad_length() {
+        let mut b = PacketBoundary::default();
+        b.feed(&[0xD0, 0x00]);
+        assert!(b.is_between());
+        b.feed(&[0x30]);
+        assert!(!b.is_between());
+        b.feed(&[0x80, 0x01]);
+        assert_eq!(b, PacketBoundary::Body { left: 128 });
+        b.feed(&[0; 128]);
+        assert!(b.is_between());
+        b.feed(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(b, PacketBoundary::Lost);
+        b.feed(&[0; 10]);
+        assert_eq!(b, PacketBoundary::Lost);
+    }
+
+    proptest! {
+        /// However a stream of whole packets is cut into reads, it ends
+        /// between two packets, and nowhere inside one.
+        #[test]
+        fn any_split_of_whole_packets(
+            lens in proptest::collection::vec(0usize..20_000, 1..8),
+            cuts in proptest::collection::vec(1usize..5000, 1..50),
+        ) {
+            let packets: Vec<Vec<u8>> = lens.iter().map(|&n| packet(0x30, n)).collect();
+            let ends: Vec<usize> = packets
+                .iter()
+                .scan(0, |at, p| {
+                    *at += p.len();
+                    Some(*at)
+                })
+                .collect();
+            let stream = packets.concat();
+            let mut b = PacketBoundary::default();
+            let (mut at, mut cut) = (0, cuts.iter().cycle());
+            while at < stream.len() {
+                let n = (*cut.next().unwrap()).min(stream.len() - at);
+                b.feed(&stream[at..at + n]);
+                at += n;
+                prop_assert_eq!(b.is_between(), ends.contains(&at), "at {}", at);
+            }
+        }
+    }
+}
