@@ -33,6 +33,7 @@ class Gateway:
     module: str = ""    # our .so, for variant == module
     nohash: bool = False  # module without `hash $mqtt_client_id` (diagnostic)
     rewrite: bool = False  # module with the CONNECT rewrite (`mqtt on`, a username)
+    limits: bool = False  # module with a connect-rate zone and a conn zone on $mqtt_client_id
     vendored: bool = False
     upstreams: tuple = tuple(RESPONDERS)
     # measured with callgrind/strace too (the mosquitto row is CPU/latency only)
@@ -80,6 +81,11 @@ def nginx_conf(g: Gateway, pki: Path, js: Path) -> str:
     stream_extra = ""
     if g.variant == "njs":
         stream_extra = f"    js_import mqtt from {js};\n    js_var $mqtt_cid;\n"
+    if g.limits:
+        # A rate no device of the load reaches: every CONNECT is admitted,
+        # counted in both zones, and released at the end of its session.
+        stream_extra = ("    mqtt_limit_connect_zone $mqtt_client_id zone=connects:10m rate=1000000r/s;\n"
+                        "    mqtt_limit_conn_zone $mqtt_client_id zone=sessions:10m;\n")
 
     def preread(tls: bool) -> str:
         if g.variant == "ssl_preread":
@@ -91,6 +97,9 @@ def nginx_conf(g: Gateway, pki: Path, js: Path) -> str:
             if g.rewrite:
                 s += ("        mqtt on;\n"
                       f"        mqtt_set_connect username {'$mqtt_cert_cn' if tls else 'gw-$mqtt_client_id'};\n")
+            if g.limits:
+                s += ("        mqtt_limit_connect zone=connects burst=100;\n"
+                      "        mqtt_limit_conn zone=sessions 4;\n")
             return s
         if g.variant == "njs":
             return f"        js_preread mqtt.{'preread_cn' if tls else 'preread'};\n"
@@ -201,6 +210,8 @@ def all_gateways(vendored_nginx: str, vendored_module: str, debian_module: str) 
                 DEB_NGINX, 18190, 18191, module=debian_module, nohash=True, cpu=False),
         Gateway("brw", "(b+rw) nginx 1.22 + this module, CONNECT username rewritten", "nginx", "module",
                 DEB_NGINX, 18200, 18201, module=debian_module, rewrite=True, cpu=False),
+        Gateway("blim", "(b+lim) nginx 1.22 + this module, connect-rate and session limits", "nginx",
+                "module", DEB_NGINX, 18210, 18211, module=debian_module, limits=True, cpu=False),
         Gateway("c", "(c) nginx 1.22 + njs 0.7.9", "nginx", "njs", DEB_NGINX, 18130, 18131),
         Gateway("d0", "(d0) HAProxy 2.6, no MQTT rules", "haproxy", "haproxy-plain", HAPROXY, 18140, 18141),
         Gateway("d", "(d) HAProxy 2.6, MQTT rules", "haproxy", "haproxy-mqtt", HAPROXY, 18150, 18151),

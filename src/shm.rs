@@ -109,6 +109,12 @@ impl<K: ZoneKind> Zone<K> {
         str_bytes(unsafe { &self.shm_zone.as_ref().shm.name })
     }
 
+    /// The log of the cycle that maps the zone.
+    pub fn log(&self) -> *mut ngx::ffi::ngx_log_t {
+        // SAFETY: as in name().
+        unsafe { self.shm_zone.as_ref().shm.log }
+    }
+
     /// The shared state; `None` at configuration time, before nginx has
     /// mapped the zone.
     pub fn shared(&self) -> Option<&K::Shared> {

@@ -296,3 +296,44 @@ fn connect_rewrite_conf_hands_the_certificate_identity_to_the_broker() {
     // the packet byte for byte, the password's absence included).
     assert!(connected.contains("u'thing001'"), "{connected}");
 }
+
+#[test]
+fn admission_conf_limits_reconnects_and_takes_over_sessions() {
+    let gw = Shipped::start("admission.conf");
+    let pki = pki();
+    let cli = |id: &str| {
+        MqttCli::new(gw.tls, Version::V5)
+            .id(id)
+            .tls(pki, Some(pki.client(id)))
+    };
+    // One live session per certificate: the newcomer takes over.
+    let sub = cli("thing001").subscribe("devices/thing001/#");
+    wait_until(DEADLINE, "the subscriber's session", || {
+        gw.brokers
+            .iter()
+            .any(|b| b.saw_client("thing001"))
+            .then_some(())
+    });
+    assert!(cli("thing001").publish("devices/thing001/t", "1").success());
+    let line = wait_until(DEADLINE, "the takeover in the error log", || {
+        gw.error_log()
+            .lines()
+            .find(|l| l.contains("session taken over by a newer one, client_id: \"thing001\""))
+            .map(str::to_owned)
+    });
+    assert!(line.contains("[info]"), "{line}");
+    drop(sub);
+    // 10 a minute with a burst of 5: six CONNECTs at once pass, the
+    // seventh is refused.
+    for n in 0..6 {
+        let result = cli("thing002").publish("devices/thing002/t", &n.to_string());
+        assert!(result.success(), "CONNECT {n}: {result:?}");
+    }
+    let refused = cli("thing002").publish("devices/thing002/t", "7");
+    assert!(
+        refused.stderr.contains("Connection rate exceeded"),
+        "{refused:?}"
+    );
+    let line = gw.wait_access("reject=\"rate_limited\"");
+    assert!(line.contains("status=503") && line.contains("upstream=-"), "{line}");
+}

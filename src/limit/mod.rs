@@ -62,10 +62,11 @@ impl<P: Default> Table<P> {
         // SAFETY: a plain read of a global set at start-up.
         let page = unsafe { ngx::ffi::ngx_pagesize };
         let pages = pool.as_ref().pfree.saturating_sub(2);
-        let mut len = pages * page / size_of::<Slot<P>>();
+        let ways = mqtt_core::admission::table::WAYS;
+        let mut len = pages * page / size_of::<Slot<P>>() / ways * ways;
         // The free pages are one run in a new pool; should they not be, ask
         // for less.
-        while len >= mqtt_core::admission::table::WAYS {
+        while len >= ways {
             let layout = Layout::array::<Slot<P>>(len).ok()?;
             if let Ok(slots) = pool.allocate_zeroed(layout) {
                 let slots = slots.cast::<Slot<P>>();
@@ -80,7 +81,7 @@ impl<P: Default> Table<P> {
                     warned_ms: AtomicU64::new(0),
                 });
             }
-            len -= len / 16 + 1;
+            len -= (len / 16 / ways + 1) * ways;
         }
         None
     }
@@ -89,6 +90,18 @@ impl<P: Default> Table<P> {
 impl<P> Table<P> {
     fn hash(&self, key: &[u8]) -> KeyHash {
         KeyHash::of(self.secret, key)
+    }
+
+    /// Says how many keys a new zone holds.
+    fn log_capacity<K: ZoneKind>(&self, zone: &Zone<K>, directive: &str) {
+        mqtt_log!(
+            ngx::ffi::NGX_LOG_INFO,
+            zone.log(),
+            "{directive} \"{}\": {} keys of {} bytes",
+            Escaped(zone.name()),
+            self.len,
+            size_of::<Slot<P>>()
+        );
     }
 
     /// The slots, for the holder of the zone's mutex.
@@ -158,8 +171,10 @@ unsafe impl ZoneKind for RateZone {
         &RATE_TAG
     }
 
-    fn create(pool: &SlabPool, _zone: &Zone<Self>) -> Option<NonNull<Self::Shared>> {
-        alloc_shared(pool, Table::create(pool)?)
+    fn create(pool: &SlabPool, zone: &Zone<Self>) -> Option<NonNull<Self::Shared>> {
+        let table = Table::create(pool)?;
+        table.log_capacity(zone, Self::DIRECTIVE);
+        alloc_shared(pool, table)
     }
 }
 
@@ -202,9 +217,11 @@ unsafe impl ZoneKind for ConnZone {
         &CONN_TAG
     }
 
-    fn create(pool: &SlabPool, _zone: &Zone<Self>) -> Option<NonNull<Self::Shared>> {
+    fn create(pool: &SlabPool, zone: &Zone<Self>) -> Option<NonNull<Self::Shared>> {
+        let table = Table::create(pool)?;
+        table.log_capacity(zone, Self::DIRECTIVE);
         let shared = ConnShared {
-            table: Table::create(pool)?,
+            table,
             mailbox: UnsafeCell::new(Mailbox::default()),
             pending: AtomicU32::new(0),
         };
