@@ -211,7 +211,7 @@ def all_gateways(vendored_nginx: str, vendored_module: str, debian_module: str) 
         Gateway("brw", "(b+rw) nginx 1.22 + this module, CONNECT username rewritten", "nginx", "module",
                 DEB_NGINX, 18200, 18201, module=debian_module, rewrite=True, cpu=False),
         Gateway("blim", "(b+lim) nginx 1.22 + this module, connect-rate and session limits", "nginx",
-                "module", DEB_NGINX, 18210, 18211, module=debian_module, limits=True, cpu=False),
+                "module", DEB_NGINX, 18220, 18221, module=debian_module, limits=True, cpu=False),
         Gateway("c", "(c) nginx 1.22 + njs 0.7.9", "nginx", "njs", DEB_NGINX, 18130, 18131),
         Gateway("d0", "(d0) HAProxy 2.6, no MQTT rules", "haproxy", "haproxy-plain", HAPROXY, 18140, 18141),
         Gateway("d", "(d) HAProxy 2.6, MQTT rules", "haproxy", "haproxy-mqtt", HAPROXY, 18150, 18151),

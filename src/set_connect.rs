@@ -8,13 +8,13 @@ use core::ptr;
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
     ngx_array_create, ngx_array_push, ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_str_t,
-    ngx_stream_compile_complex_value, ngx_stream_compile_complex_value_t,
-    ngx_stream_complex_value_t, NGX_LOG_EMERG, NGX_LOG_WARN,
+    NGX_LOG_EMERG, NGX_LOG_WARN,
 };
 use ngx::ngx_conf_log_error;
 
 use crate::conf::MqttSrvConf;
 use crate::session::str_bytes;
+use crate::stream::Value;
 
 /// A CONNECT field that `mqtt_set_connect` sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +28,8 @@ pub enum Field {
 /// One `mqtt_set_connect` directive. `name` is used by `user_property` only.
 pub struct SetConnect {
     pub field: Field,
-    pub name: ngx_stream_complex_value_t,
-    pub value: ngx_stream_complex_value_t,
+    pub name: Value,
+    pub value: Value,
 }
 
 /// The arguments of the directive being parsed, after its name.
@@ -103,20 +103,17 @@ pub unsafe extern "C" fn set_connect(
             return NGX_CONF_ERROR;
         }
     }
-    let mut entry = SetConnect {
-        field,
-        // SAFETY: all-zero is an empty complex value, as ngx_pcalloc makes.
-        name: unsafe { core::mem::zeroed() },
-        value: unsafe { core::mem::zeroed() },
+    let name = match name {
+        Some(name) => match Value::compile(cf, name) {
+            Some(name) => name,
+            None => return NGX_CONF_ERROR,
+        },
+        None => Value::default(),
     };
-    if let Some(name) = name {
-        if !compile(cf, name, &mut entry.name) {
-            return NGX_CONF_ERROR;
-        }
-    }
-    if !compile(cf, value, &mut entry.value) {
+    let Some(value) = Value::compile(cf, value) else {
         return NGX_CONF_ERROR;
-    }
+    };
+    let entry = SetConnect { field, name, value };
     // SAFETY: the array holds SetConnect elements; push returns room for one.
     unsafe {
         let slot = ngx_array_push(conf.set_connect).cast::<SetConnect>();
@@ -126,21 +123,6 @@ pub unsafe extern "C" fn set_connect(
         slot.write(entry);
     }
     ptr::null_mut()
-}
-
-/// Compiles `value`, text with variables, into `cv`.
-pub fn compile(
-    cf: *mut ngx_conf_t,
-    value: &mut ngx_str_t,
-    cv: &mut ngx_stream_complex_value_t,
-) -> bool {
-    // SAFETY: all-zero is what ngx_memzero gives nginx's own callers.
-    let mut ccv: ngx_stream_compile_complex_value_t = unsafe { core::mem::zeroed() };
-    ccv.cf = cf;
-    ccv.value = value;
-    ccv.complex_value = cv;
-    // SAFETY: ccv is filled in as ngx_stream_compile_complex_value expects.
-    unsafe { ngx_stream_compile_complex_value(&mut ccv) == ngx::ffi::NGX_OK as isize }
 }
 
 /// The `mqtt_set_connect` directives of a server.

@@ -15,8 +15,9 @@ use ngx::ngx_conf_log_error;
 use super::{ConnZone, LimitRef, RateZone};
 use crate::conf::MqttSrvConf;
 use crate::session::str_bytes;
-use crate::set_connect::{args, compile};
+use crate::set_connect::args;
 use crate::shm::{parse_zone_arg, Zone, ZoneKind};
+use crate::stream::Value;
 
 fn text(s: &ngx_str_t) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(str_bytes(s))
@@ -36,7 +37,7 @@ fn define_zone<K: ZoneKind>(
     cf: *mut ngx_conf_t,
     key: &mut ngx_str_t,
     zone_arg: &ngx_str_t,
-    set: impl FnOnce(&mut K::Conf, ngx::ffi::ngx_stream_complex_value_t) -> Result<(), String>,
+    set: impl FnOnce(&mut K::Conf, Value) -> Result<(), String>,
     defined: impl Fn(&K::Conf) -> bool,
 ) -> Result<(), String> {
     let (name, size) = parse_zone_arg(zone_arg, true)?;
@@ -47,12 +48,10 @@ fn define_zone<K: ZoneKind>(
     if defined(&zone.conf) {
         return Err(format!("{} \"{}\" is duplicate", K::DIRECTIVE, text(&name)));
     }
-    // SAFETY: all-zero is an empty complex value, as ngx_pcalloc makes.
-    let mut cv = unsafe { core::mem::zeroed() };
-    if !compile(cf, key, &mut cv) {
+    let Some(key) = Value::compile(cf, key) else {
         return Err(String::new());
-    }
-    set(&mut zone.conf, cv)
+    };
+    set(&mut zone.conf, key)
 }
 
 pub unsafe extern "C" fn limit_connect_zone(

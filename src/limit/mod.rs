@@ -28,10 +28,7 @@ use mqtt_core::packet::Connect;
 use mqtt_core::policy::RejectReason;
 use ngx::allocator::Allocator;
 use ngx::core::SlabPool;
-use ngx::ffi::{
-    ngx_current_msec, ngx_int_t, ngx_palloc, ngx_pid, ngx_str_t, ngx_stream_complex_value_t,
-    NGX_LOG_WARN,
-};
+use ngx::ffi::{ngx_current_msec, ngx_int_t, ngx_palloc, ngx_pid, ngx_str_t, NGX_LOG_WARN};
 
 use crate::conf::MqttSrvConf;
 use crate::log::mqtt_log;
@@ -39,7 +36,7 @@ use crate::preread::session_ctx;
 use crate::refusal::{self, INTERNAL_ERROR};
 use crate::session::str_bytes;
 use crate::shm::{Zone, ZoneKind};
-use crate::stream::{Session, NGX_DECLINED};
+use crate::stream::{Session, Value, NGX_DECLINED};
 use crate::Module;
 
 /// A table of slots in a zone's slab pool, with the secret its key hashes
@@ -142,7 +139,7 @@ impl<P> Table<P> {
 pub struct RateZone;
 
 pub struct RateConf {
-    pub key: ngx_stream_complex_value_t,
+    pub key: Value,
     pub rate: Rate,
     pub defined: bool,
 }
@@ -150,8 +147,7 @@ pub struct RateConf {
 impl Default for RateConf {
     fn default() -> Self {
         RateConf {
-            // SAFETY: all-zero is an empty complex value, as ngx_pcalloc makes.
-            key: unsafe { core::mem::zeroed() },
+            key: Value::default(),
             rate: Rate(0),
             defined: false,
         }
@@ -190,19 +186,10 @@ pub struct ConnShared {
 
 pub struct ConnZone;
 
+#[derive(Default)]
 pub struct ConnConf {
-    pub key: ngx_stream_complex_value_t,
+    pub key: Value,
     pub defined: bool,
-}
-
-impl Default for ConnConf {
-    fn default() -> Self {
-        ConnConf {
-            // SAFETY: as in RateConf.
-            key: unsafe { core::mem::zeroed() },
-            defined: false,
-        }
-    }
 }
 
 static CONN_TAG: u8 = 0;
@@ -264,7 +251,7 @@ pub fn admit(
     // workers share.
     let now = unsafe { ngx_current_msec } as u64;
     if let Some(zone) = conf.limit_connect.zone() {
-        let Some(key) = s.complex_value(&zone.conf.key) else {
+        let Some(key) = s.value(&zone.conf.key) else {
             return INTERNAL_ERROR;
         };
         if key.len > 0 && !connect_within_rate(s, zone, &key, conf.limit_connect.extra, now) {
@@ -282,7 +269,7 @@ pub fn admit(
     let Some(zone) = conf.limit_conn.zone() else {
         return NGX_DECLINED;
     };
-    let Some(key) = s.complex_value(&zone.conf.key) else {
+    let Some(key) = s.value(&zone.conf.key) else {
         return INTERNAL_ERROR;
     };
     if key.len == 0 {
@@ -292,9 +279,10 @@ pub fn admit(
         return INTERNAL_ERROR;
     };
     let hash = shared.table.hash(str_bytes(&key));
-    // SAFETY: plain reads of globals set at start-up.
-    // (ngx_atomic_uint_t: as wide as a pointer.)
+    // The connection number is unique across the workers of a master
+    // (ngx_atomic_uint_t, as wide as a pointer).
     let conn: u64 = s.connection().number as _;
+    // SAFETY: a plain read of a global set at start-up.
     let me = Holder::new(conn, unsafe { ngx_pid });
     let takeover = conf.limit_conn_takeover;
     let (admission, claim) = {
@@ -346,10 +334,9 @@ pub fn admit(
         me,
         tracked,
     };
-    if tracked {
-        takeover::register(me.conn, s.as_ptr());
-    }
+    let session = s.as_ptr();
     let Some((c, ctx)) = session_ctx(s) else {
+        release_held(&held);
         return INTERNAL_ERROR;
     };
     // SAFETY: the connection's pool, which the context lives in too;
@@ -363,6 +350,10 @@ pub fn admit(
     // SAFETY: fresh room for one Held, which needs no destructor.
     unsafe { p.as_ptr().write(held) };
     ctx.held = Some(p);
+    // Named in the zone: a takeover may ask this worker to close it.
+    if tracked {
+        takeover::register(me.conn, session);
+    }
     NGX_DECLINED
 }
 
