@@ -30,7 +30,7 @@ pub enum Outcome {
 /// header has arrived. nginx itself would allocate `preread_buffer_size`
 /// (16k by default) for every session, which costs more than all the rest of
 /// the preread together.
-pub const FIRST_READ_SIZE: usize = 832;
+pub const FIRST_READ_SIZE: usize = 800;
 
 /// Everything the variables expose, and where the module's own first-read
 /// buffer is.
@@ -50,8 +50,8 @@ pub struct SessionCtx {
     pub cert_cn: Option<ngx_str_t>,
     /// The CONNECT to put in place of the device's (`mqtt on`).
     pub rewrite: Option<NonNull<PendingRewrite>>,
-    /// Where the session counts as live (`mqtt_limit_conn`), in the pool.
-    pub held: Option<NonNull<Held>>,
+    /// Where the session counts as live (`mqtt_limit_conn`).
+    pub held: Option<Held>,
     /// Where the bytes from the upstream to the device stand, followed for
     /// an MQTT 5 session that may be taken over (and told so between two
     /// packets).

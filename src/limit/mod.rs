@@ -28,7 +28,7 @@ use mqtt_core::packet::Connect;
 use mqtt_core::policy::RejectReason;
 use ngx::allocator::Allocator;
 use ngx::core::SlabPool;
-use ngx::ffi::{ngx_current_msec, ngx_int_t, ngx_palloc, ngx_pid, ngx_str_t, NGX_LOG_WARN};
+use ngx::ffi::{ngx_current_msec, ngx_int_t, ngx_pid, ngx_str_t, NGX_LOG_WARN};
 
 use crate::conf::MqttSrvConf;
 use crate::log::mqtt_log;
@@ -224,13 +224,21 @@ fn alloc_shared<T>(pool: &SlabPool, value: T) -> Option<NonNull<T>> {
     Some(p)
 }
 
-/// A session counted in a conn zone, released when it ends.
+/// A session counted in a conn zone, released when it ends (in the worker
+/// that counted it).
 #[derive(Clone, Copy)]
 pub struct Held {
     zone: NonNull<Zone<ConnZone>>,
     key: KeyHash,
-    me: Holder,
+    conn: u64,
     tracked: bool,
+}
+
+impl Held {
+    fn holder(&self) -> Holder {
+        // SAFETY: a plain read of a global set at start-up.
+        Holder::new(self.conn, unsafe { ngx_pid })
+    }
 }
 
 /// Whether process `pid` is alive (a worker that crashed holds nothing).
@@ -331,25 +339,16 @@ pub fn admit(
     let held = Held {
         zone: NonNull::from(zone),
         key: hash,
-        me,
+        conn,
         tracked,
     };
     let session = s.as_ptr();
-    let Some((c, ctx)) = session_ctx(s) else {
+    let Some((_, ctx)) = session_ctx(s) else {
+        // Counted, but cannot be released later: give the count back now.
         release_held(&held);
         return INTERNAL_ERROR;
     };
-    // SAFETY: the connection's pool, which the context lives in too;
-    // ngx_palloc aligns as a pointer, as much as Held needs.
-    let p = unsafe { ngx_palloc(c.pool, size_of::<Held>()) }.cast::<Held>();
-    let Some(p) = NonNull::new(p) else {
-        // Counted, but cannot be released: give the count back now.
-        release_held(&held);
-        return INTERNAL_ERROR;
-    };
-    // SAFETY: fresh room for one Held, which needs no destructor.
-    unsafe { p.as_ptr().write(held) };
-    ctx.held = Some(p);
+    ctx.held = Some(held);
     // Named in the zone: a takeover may ask this worker to close it.
     if tracked {
         takeover::register(me.conn, session);
@@ -423,8 +422,7 @@ pub fn release(s: &mut Session<'_>) {
     let Some(held) = s.ctx::<Module>().and_then(|ctx| ctx.held) else {
         return;
     };
-    // SAFETY: written by admit() into the session's pool.
-    release_held(unsafe { held.as_ref() });
+    release_held(&held);
     if let (_, Some(ctx)) = s.connection_and_ctx::<Module>() {
         ctx.held = None;
     }
@@ -434,7 +432,7 @@ fn release_held(held: &Held) {
     // SAFETY: the zone belongs to the cycle the session runs in.
     let zone = unsafe { held.zone.as_ref() };
     if held.tracked {
-        takeover::unregister(held.me.conn);
+        takeover::unregister(held.conn);
     }
     let (Some(shared), Some(pool)) = (zone.shared(), zone.pool()) else {
         return;
@@ -443,7 +441,7 @@ fn release_held(held: &Held) {
     // SAFETY: the mutex is held until the end of the function.
     let slots = unsafe { shared.table.slots() };
     if let Some(slot) = find(slots, held.key) {
-        slot.payload.release(held.me, held.tracked);
+        slot.payload.release(held.holder(), held.tracked);
     }
 }
 
