@@ -16,6 +16,7 @@
 //! * [`limit`]: admission control (`mqtt_limit_connect`, `mqtt_limit_conn`).
 //! * [`shm`]: shared memory zones, kept across reloads.
 //! * [`variables`]: the `$mqtt_*` variables.
+//! * [`value`]: directive values, text with variables.
 //! * [`session`]: the per-session context and its buffer.
 //! * [`cert`]: the verified peer certificate, from OpenSSL.
 //! * [`stream`]: the typed layer over nginx's stream ABI.
@@ -32,6 +33,7 @@ mod session;
 mod set_connect;
 mod shm;
 mod stream;
+mod value;
 mod variables;
 
 use core::ptr::{addr_of, addr_of_mut};

@@ -78,7 +78,7 @@ pub fn prepare(
     let mut spilled = Vec::new();
     let mut count = 0;
     for entry in entries(conf) {
-        let Some(value) = s.value(&entry.value) else {
+        let Some(value) = entry.value.evaluate(s) else {
             return NGX_ERROR;
         };
         match entry.field {
@@ -86,7 +86,7 @@ pub fn prepare(
             Field::Username => fields[1] = Some(value),
             Field::Password => fields[2] = Some(value),
             Field::UserProperty => {
-                let Some(name) = s.value(&entry.name) else {
+                let Some(name) = entry.name.evaluate(s) else {
                     return NGX_ERROR;
                 };
                 match properties.get_mut(count) {

@@ -14,7 +14,7 @@ use ngx::ngx_conf_log_error;
 
 use crate::conf::MqttSrvConf;
 use crate::session::str_bytes;
-use crate::stream::Value;
+use crate::value::Value;
 
 /// A CONNECT field that `mqtt_set_connect` sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

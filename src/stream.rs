@@ -168,28 +168,16 @@ impl<'a> Session<'a> {
         (rc == NGX_OK).then_some(value)
     }
 
-    /// A configured [`Value`] for this session, in its pool; `None` when a
-    /// variable fails to evaluate.
-    pub fn value(&mut self, value: &Value) -> Option<ngx_str_t> {
-        let Some(index) = value.variable else {
-            return self.complex_value(&value.complex);
-        };
+    /// `ngx_stream_get_flushed_variable()`: the session's value of the
+    /// indexed variable `index`; `None` when it fails to evaluate.
+    pub fn flushed_variable(
+        &mut self,
+        index: ngx_uint_t,
+    ) -> Option<&ngx::ffi::ngx_stream_variable_value_t> {
         // SAFETY: index was given by ngx_stream_get_variable_index for this
         // stream block; the getter that runs borrows the session itself.
-        let vv = unsafe { ngx::ffi::ngx_stream_get_flushed_variable(self.raw.as_ptr(), index) };
-        // SAFETY: null, or the session's value of the variable, which lives
-        // as long as the session.
-        let vv = unsafe { vv.as_ref()? };
-        if vv.not_found() != 0 || vv.data.is_null() {
-            return Some(ngx_str_t {
-                len: 0,
-                data: c"".as_ptr().cast_mut().cast(),
-            });
-        }
-        Some(ngx_str_t {
-            len: vv.len() as usize,
-            data: vv.data,
-        })
+        // The value lives in the session's pool.
+        unsafe { ngx::ffi::ngx_stream_get_flushed_variable(self.raw.as_ptr(), index).as_ref() }
     }
 
     /// `ngx_stream_get_module_ctx(s, M)`.
@@ -223,66 +211,6 @@ impl<'a> Session<'a> {
         // SAFETY: ctx has a slot per stream module, indexed by ctx_index.
         unsafe { *self.raw().ctx.add(M::module().ctx_index) }
     }
-}
-
-/// A value of a directive: text with variables, compiled by nginx; or, when
-/// the text is one variable and nothing else (`$mqtt_cert_cn`), that
-/// variable's index, read without nginx's script engine and without a copy.
-pub struct Value {
-    complex: ngx_stream_complex_value_t,
-    variable: Option<ngx_uint_t>,
-}
-
-impl Default for Value {
-    fn default() -> Self {
-        Value {
-            // SAFETY: all-zero is an empty complex value, as ngx_pcalloc makes.
-            complex: unsafe { core::mem::zeroed() },
-            variable: None,
-        }
-    }
-}
-
-impl Value {
-    /// Compiles `text` for the stream block being configured.
-    pub fn compile(cf: *mut ngx_conf_t, text: &mut ngx_str_t) -> Option<Value> {
-        let mut value = Value::default();
-        if let Some(name) = lone_variable(text) {
-            let mut name = ngx_str_t {
-                len: name.len(),
-                data: name.as_ptr().cast_mut(),
-            };
-            // SAFETY: cf is the configuration being parsed; the name points
-            // into its argument, which nginx copies.
-            let index = unsafe { ngx::ffi::ngx_stream_get_variable_index(cf, &mut name) };
-            value.variable = Some(ngx_uint_t::try_from(index).ok()?);
-            return Some(value);
-        }
-        // SAFETY: all-zero is what ngx_memzero gives nginx's own callers.
-        let mut ccv: ngx::ffi::ngx_stream_compile_complex_value_t = unsafe { core::mem::zeroed() };
-        ccv.cf = cf;
-        ccv.value = text;
-        ccv.complex_value = &mut value.complex;
-        // SAFETY: ccv is filled in as ngx_stream_compile_complex_value expects.
-        let rc = unsafe { ngx::ffi::ngx_stream_compile_complex_value(&mut ccv) };
-        (rc == NGX_OK).then_some(value)
-    }
-}
-
-/// The name of the variable `text` consists of (`$name` or `${name}`).
-fn lone_variable(text: &ngx_str_t) -> Option<&[u8]> {
-    if text.len == 0 || text.data.is_null() {
-        return None;
-    }
-    // SAFETY: a directive argument: len readable bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(text.data, text.len) };
-    let rest = bytes.strip_prefix(b"$")?;
-    let name = match rest.strip_prefix(b"{") {
-        Some(braced) => braced.strip_suffix(b"}")?,
-        None => rest,
-    };
-    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-    (!name.is_empty() && name.iter().all(word)).then_some(name)
 }
 
 /// `ngx_stream_ssl_preread_srv_conf_t`, which nginx does not export.

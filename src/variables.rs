@@ -3,13 +3,14 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::ffi::{
-    __BindgenBitfieldUnit, ngx_conf_t, ngx_int_t, ngx_str_t, ngx_stream_add_variable,
-    ngx_stream_session_t, ngx_stream_variable_value_t, NGX_STREAM_VAR_NOCACHEABLE,
+    __BindgenBitfieldUnit, ngx_conf_t, ngx_connection_t, ngx_int_t, ngx_str_t,
+    ngx_stream_add_variable, ngx_stream_session_t, ngx_stream_variable_value_t,
+    NGX_STREAM_VAR_NOCACHEABLE,
 };
 
 use mqtt_core::packet::ProtocolLevel;
 
-use crate::session::{Outcome, EMPTY};
+use crate::session::{Outcome, SessionCtx, EMPTY};
 use crate::stream::{Session, NGX_ERROR, NGX_OK};
 use crate::Module;
 
@@ -75,7 +76,25 @@ fn evaluate(s: &mut Session<'_>, v: &mut ngx_stream_variable_value_t, data: usiz
         v.set_not_found(1);
         return NGX_OK;
     };
-    let value = match data {
+    match own_value(c, ctx, data) {
+        Some(value) => set_value(v, value),
+        None => v.set_not_found(1),
+    }
+    NGX_OK
+}
+
+/// The code of this module's variable `name`, for [`own_value`].
+pub fn own(name: &[u8]) -> Option<usize> {
+    VARIABLES
+        .iter()
+        .find(|(n, _)| n.as_bytes() == name)
+        .map(|(_, variable)| *variable as usize)
+}
+
+/// The value of this module's variable `code` for a session; `None` where
+/// it is not found.
+pub fn own_value(c: &ngx_connection_t, ctx: &mut SessionCtx, code: usize) -> Option<ngx_str_t> {
+    Some(match code {
         x if x == Variable::ClientId as usize => ctx.client_id,
         x if x == Variable::Username as usize => ctx.username,
         x if x == Variable::ProtocolVersion as usize => match ctx.level {
@@ -87,13 +106,30 @@ fn evaluate(s: &mut Session<'_>, v: &mut ngx_stream_variable_value_t, data: usiz
             Outcome::Rejected(reason) => static_str(reason.token()),
             _ => EMPTY,
         },
-        _ => {
-            v.set_not_found(1);
-            return NGX_OK;
-        }
+        _ => return None,
+    })
+}
+
+/// The text of an evaluated variable; `None` where it is not found.
+///
+/// Read from the bitfield unit as [`set_value`] writes it: bindgen's getters
+/// take some hundred instructions per field.
+pub fn value_of(v: &ngx_stream_variable_value_t) -> Option<ngx_str_t> {
+    const NOT_FOUND: u32 = 1 << 30;
+    let (len, not_found) = if cfg!(target_endian = "little") {
+        // SAFETY: __BindgenBitfieldUnit<[u8; 4]> is repr(C) around its one
+        // field, the four bytes.
+        let unit: [u8; 4] =
+            unsafe { core::ptr::read(core::ptr::addr_of!(v._bitfield_1).cast::<[u8; 4]>()) };
+        let bits = u32::from_le_bytes(unit);
+        ((bits & ((1 << 28) - 1)) as usize, bits & NOT_FOUND != 0)
+    } else {
+        (v.len() as usize, v.not_found() != 0)
     };
-    set_value(v, value);
-    NGX_OK
+    if not_found || v.data.is_null() {
+        return None;
+    }
+    Some(ngx_str_t { len, data: v.data })
 }
 
 /// `v->len = value.len; v->valid = 1; v->no_cacheable = v->not_found = 0`.

@@ -17,7 +17,7 @@ use crate::conf::MqttSrvConf;
 use crate::session::str_bytes;
 use crate::set_connect::args;
 use crate::shm::{parse_zone_arg, Zone, ZoneKind};
-use crate::stream::Value;
+use crate::value::Value;
 
 fn text(s: &ngx_str_t) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(str_bytes(s))
@@ -210,5 +210,10 @@ pub unsafe extern "C" fn limit_conn(
         extra: number,
     };
     conf.limit_conn_takeover = takeover;
+    if takeover {
+        // SAFETY: a configuration-pool allocation of this cycle, only
+        // touched by the configuration thread.
+        unsafe { (*zone).conf.takeover = true };
+    }
     ptr::null_mut()
 }

@@ -36,7 +36,8 @@ use crate::preread::session_ctx;
 use crate::refusal::{self, INTERNAL_ERROR};
 use crate::session::str_bytes;
 use crate::shm::{Zone, ZoneKind};
-use crate::stream::{Session, Value, NGX_DECLINED};
+use crate::stream::{Session, NGX_DECLINED};
+use crate::value::Value;
 use crate::Module;
 
 /// A table of slots in a zone's slab pool, with the secret its key hashes
@@ -53,9 +54,7 @@ impl<P: Default> Table<P> {
     /// A table that fills the pool's free pages but two (for the zone's
     /// header and the allocator's messages), all slots empty.
     fn create(pool: &SlabPool) -> Option<Table<P>> {
-        use std::hash::BuildHasher;
-        let random = std::collections::hash_map::RandomState::new();
-        let secret = [random.hash_one(1u8), random.hash_one(2u8)];
+        let secret = master_secret();
         // SAFETY: a plain read of a global set at start-up.
         let page = unsafe { ngx::ffi::ngx_pagesize };
         let pages = pool.as_ref().pfree.saturating_sub(2);
@@ -82,6 +81,19 @@ impl<P: Default> Table<P> {
         }
         None
     }
+}
+
+/// The hash secret of the zones this master process creates, drawn once:
+/// a key hashes alike in all of them, so one hash serves both zones of a
+/// server keyed on the same value. A zone kept across a reload keeps the
+/// secret it was made with.
+fn master_secret() -> [u64; 2] {
+    use std::hash::BuildHasher;
+    static SECRET: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    *SECRET.get_or_init(|| {
+        let random = std::collections::hash_map::RandomState::new();
+        [random.hash_one(1u8), random.hash_one(2u8)]
+    })
 }
 
 impl<P> Table<P> {
@@ -190,6 +202,9 @@ pub struct ConnZone;
 pub struct ConnConf {
     pub key: Value,
     pub defined: bool,
+    /// Whether a server uses the zone with `takeover`: only then must a
+    /// worker know its sessions by connection number.
+    pub takeover: bool,
 }
 
 static CONN_TAG: u8 = 0;
@@ -258,11 +273,16 @@ pub fn admit(
     // SAFETY: a plain read of nginx's cached clock, the monotonic time all
     // workers share.
     let now = unsafe { ngx_current_msec } as u64;
+    // The rate zone's key: its value, text and hash.
+    let mut rate_key = None;
     if let Some(zone) = conf.limit_connect.zone() {
-        let Some(key) = s.value(&zone.conf.key) else {
+        let (Some(key), Some(table)) = (zone.conf.key.evaluate(s), zone.shared()) else {
             return INTERNAL_ERROR;
         };
-        if key.len > 0 && !connect_within_rate(s, zone, &key, conf.limit_connect.extra, now) {
+        let hash = (key.len > 0).then(|| table.hash(str_bytes(&key)));
+        rate_key = Some((&zone.conf.key, key, table.secret, hash));
+        let burst = conf.limit_connect.extra;
+        if hash.is_some_and(|hash| !connect_within_rate(s, zone, hash, burst, now)) {
             return refuse_limited(
                 s,
                 conf,
@@ -277,16 +297,25 @@ pub fn admit(
     let Some(zone) = conf.limit_conn.zone() else {
         return NGX_DECLINED;
     };
-    let Some(key) = s.value(&zone.conf.key) else {
+    let (Some(shared), Some(pool)) = (zone.shared(), zone.pool()) else {
         return INTERNAL_ERROR;
+    };
+    // Both zones keyed on the same variable: it is read once, and hashed
+    // once where the zones share their secret.
+    let (key, hash) = match rate_key {
+        Some((value, key, secret, hash)) if value.same_variable(&zone.conf.key) => {
+            let hash = hash.filter(|_| secret == shared.table.secret);
+            (key, hash)
+        }
+        _ => match zone.conf.key.evaluate(s) {
+            Some(key) => (key, None),
+            None => return INTERNAL_ERROR,
+        },
     };
     if key.len == 0 {
         return NGX_DECLINED;
     }
-    let (Some(shared), Some(pool)) = (zone.shared(), zone.pool()) else {
-        return INTERNAL_ERROR;
-    };
-    let hash = shared.table.hash(str_bytes(&key));
+    let hash = hash.unwrap_or_else(|| shared.table.hash(str_bytes(&key)));
     // The connection number is unique across the workers of a master
     // (ngx_atomic_uint_t, as wide as a pointer).
     let conn: u64 = s.connection().number as _;
@@ -350,7 +379,7 @@ pub fn admit(
     };
     ctx.held = Some(held);
     // Named in the zone: a takeover may ask this worker to close it.
-    if tracked {
+    if tracked && zone.conf.takeover {
         takeover::register(me.conn, session);
     }
     NGX_DECLINED
@@ -360,7 +389,7 @@ pub fn admit(
 fn connect_within_rate(
     s: &Session<'_>,
     zone: &Zone<RateZone>,
-    key: &ngx_str_t,
+    hash: KeyHash,
     burst: usize,
     now: u64,
 ) -> bool {
@@ -369,7 +398,6 @@ fn connect_within_rate(
         // that cannot be.
         return false;
     };
-    let hash = table.hash(str_bytes(key));
     let rate = zone.conf.rate;
     let (admitted, claim) = {
         let _locked = pool.lock();
@@ -431,7 +459,7 @@ pub fn release(s: &mut Session<'_>) {
 fn release_held(held: &Held) {
     // SAFETY: the zone belongs to the cycle the session runs in.
     let zone = unsafe { held.zone.as_ref() };
-    if held.tracked {
+    if held.tracked && zone.conf.takeover {
         takeover::unregister(held.conn);
     }
     let (Some(shared), Some(pool)) = (zone.shared(), zone.pool()) else {

@@ -4,28 +4,30 @@
 
 use core::hash::Hasher;
 
-use siphasher::sip128::{Hasher128, SipHasher13};
+use siphasher::sip::SipHasher13;
 
 /// Slots per bucket.
 pub const WAYS: usize = 8;
 
-/// A key's keyed 128-bit hash: what the table stores instead of the key.
+/// A key's keyed 64-bit hash (SipHash-1-3): what the table stores instead
+/// of the key. Without the secret a device cannot aim at another's slot;
+/// by chance, two of a zone's 300,000 keys share a hash with a probability
+/// of about 2 in 10⁹.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-pub struct KeyHash(pub u64, pub u64);
+pub struct KeyHash(pub u64);
 
 impl KeyHash {
     /// The hash of an empty slot, which no key has.
-    pub const EMPTY: KeyHash = KeyHash(0, 0);
+    pub const EMPTY: KeyHash = KeyHash(0);
 
     /// The hash of `key` under the table's `secret`.
     pub fn of(secret: [u64; 2], key: &[u8]) -> KeyHash {
         let mut h = SipHasher13::new_with_keys(secret[0], secret[1]);
         h.write(key);
-        let h = h.finish128();
-        match KeyHash(h.h1, h.h2) {
-            KeyHash::EMPTY => KeyHash(0, 1),
-            hash => hash,
+        match h.finish() {
+            0 => KeyHash(1),
+            hash => KeyHash(hash),
         }
     }
 }
@@ -69,9 +71,10 @@ pub fn find<P>(slots: &mut [Slot<P>], key: KeyHash) -> Option<&mut Slot<P>> {
 }
 
 /// The slot of `key`, found or claimed, marked used at `now_ms`. A claimed
-/// slot starts with `P::default()`. `idle` says which state can be dropped
-/// without changing any decision. `None` only for a table smaller than one
-/// bucket.
+/// slot starts with `P::default()`: an empty one if the bucket has one,
+/// else the least recently used of those whose state `idle` says can be
+/// dropped without changing any decision, else the least recently used.
+/// `None` only for a table smaller than one bucket.
 pub fn entry<P: Default>(
     slots: &mut [Slot<P>],
     key: KeyHash,
@@ -79,12 +82,24 @@ pub fn entry<P: Default>(
     idle: impl Fn(&Slot<P>) -> bool,
 ) -> Option<(&mut Slot<P>, Claim)> {
     let bucket = bucket(slots, key);
-    let index = match bucket.iter().position(|slot| slot.key == key) {
-        Some(i) => Some((i, Claim::Found)),
-        None => bucket
+    let mut empty = None;
+    let mut found = None;
+    for (i, slot) in bucket.iter().enumerate() {
+        if slot.key == key {
+            found = Some(i);
+            break;
+        }
+        if slot.key == KeyHash::EMPTY && empty.is_none() {
+            empty = Some(i);
+        }
+    }
+    let index = match (found, empty) {
+        (Some(i), _) => Some((i, Claim::Found)),
+        (None, Some(i)) => Some((i, Claim::Fresh)),
+        (None, None) => bucket
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.key == KeyHash::EMPTY || idle(slot))
+            .filter(|(_, slot)| idle(slot))
             .min_by_key(|(_, slot)| slot.used_ms)
             .map(|(i, _)| (i, Claim::Fresh))
             .or_else(|| {

@@ -129,7 +129,7 @@ fn table(buckets: usize) -> Vec<Slot<u32>> {
 #[test]
 fn full_bucket_evicts_idle_then_least_recently_used() {
     let mut slots = table(1);
-    let keys: Vec<KeyHash> = (0..WAYS as u64 + 2).map(|i| KeyHash(i, i + 1)).collect();
+    let keys: Vec<KeyHash> = (1..WAYS as u64 + 3).map(KeyHash).collect();
     for (t, key) in keys.iter().take(WAYS).enumerate() {
         let (slot, claim) = entry(&mut slots, *key, t as u64, |_| false).unwrap();
         assert_eq!(claim, Claim::Fresh);
@@ -154,7 +154,7 @@ fn full_bucket_evicts_idle_then_least_recently_used() {
 #[test]
 fn table_smaller_than_a_bucket_has_no_entries() {
     let mut slots = vec![Slot::<u32>::default(); WAYS - 1];
-    assert!(entry(&mut slots, KeyHash(1, 1), 0, |_| true).is_none());
+    assert!(entry(&mut slots, KeyHash(1), 0, |_| true).is_none());
 }
 
 proptest! {
