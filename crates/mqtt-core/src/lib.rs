@@ -6,6 +6,8 @@
 //! * [`policy`]: the accept/reject decision for a parsed CONNECT and the
 //!   device's certificate identity, and what a refused device is told.
 //! * [`escape`]: device-supplied bytes made safe for a log line.
+//! * [`metrics`]: the per-server counters of the decisions, and their
+//!   Prometheus text exposition.
 //!
 //! The nginx module at the top of the repository is the glue around this
 //! crate; its unit, property and fuzz tests live here, where they link
@@ -23,5 +25,6 @@
 
 pub mod admission;
 pub mod escape;
+pub mod metrics;
 pub mod packet;
 pub mod policy;
