@@ -3,7 +3,7 @@
 
 use core::ffi::c_void;
 use core::mem::offset_of;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use mqtt_core::policy::{ClientIdPolicy, SanKind};
 use ngx::ffi::{
@@ -16,8 +16,8 @@ use ngx::ffi::{
 use ngx::ngx_string;
 
 use crate::limit::{directives as limit, ConnZone, LimitRef, RateZone};
-use crate::set_connect;
 use crate::stream::Merge;
+use crate::{metrics, set_connect};
 
 const UNSET_FLAG: ngx_flag_t = NGX_CONF_UNSET as ngx_flag_t;
 const UNSET_UINT: ngx_uint_t = ngx_uint_t::MAX; // NGX_CONF_UNSET_UINT
@@ -50,6 +50,9 @@ pub struct MqttSrvConf {
     /// `mqtt_limit_conn`: the zone and the number of sessions.
     pub limit_conn: LimitRef<ConnZone>,
     pub limit_conn_takeover: bool,
+    /// `mqtt_metrics`: where this server's sessions are counted (server
+    /// level only).
+    pub metrics: Option<NonNull<metrics::CountedServer>>,
 }
 
 impl MqttSrvConf {
@@ -59,6 +62,7 @@ impl MqttSrvConf {
             || self.policy() != ClientIdPolicy::Off
             || self.rewrites()
             || self.limits()
+            || self.metrics.is_some()
     }
 
     /// Whether admission control applies to this server's sessions.
@@ -151,7 +155,7 @@ const CONTEXT: ngx_uint_t = (NGX_STREAM_MAIN_CONF | NGX_STREAM_SRV_CONF) as ngx_
 
 const MAIN: ngx_uint_t = NGX_STREAM_MAIN_CONF as ngx_uint_t;
 
-pub static mut COMMANDS: [ngx_command_t; 13] = [
+pub static mut COMMANDS: [ngx_command_t; 14] = [
     ngx_command_t {
         name: ngx_string!("mqtt_preread"),
         type_: CONTEXT | NGX_CONF_FLAG as ngx_uint_t,
@@ -249,6 +253,14 @@ pub static mut COMMANDS: [ngx_command_t; 13] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("mqtt_metrics"),
+        type_: (NGX_STREAM_SRV_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(metrics::set_metrics),
+        conf: NGX_STREAM_SRV_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -268,6 +280,7 @@ impl Default for MqttSrvConf {
             limit_connect: LimitRef::UNSET,
             limit_conn: LimitRef::UNSET,
             limit_conn_takeover: false,
+            metrics: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use ngx::ffi::{
 use crate::conf::MqttSrvConf;
 use crate::limit;
 use crate::log::mqtt_log;
+use crate::metrics;
 use crate::preread::session_ctx;
 use crate::refusal::{refuse, INTERNAL_ERROR};
 use crate::session::Outcome;
@@ -90,6 +91,7 @@ fn settle(s: &mut Session<'_>) {
     let (c, Some(ctx)) = s.connection_and_ctx::<Module>() else {
         return;
     };
+    metrics::session_ended(conf, ctx);
     if !conf.enabled() || ctx.outcome != Outcome::Pending || !ended_in_preread {
         return;
     }

@@ -18,6 +18,9 @@
 //! * [`variables`]: the `$mqtt_*` variables.
 //! * [`value`]: directive values, text with variables.
 //! * [`session`]: the per-session context and its buffer.
+//! * [`metrics`]: `mqtt_metrics`, the counters in shared memory.
+//! * [`status`]: `ngx_http_mqtt_status_module`, whose `mqtt_status` serves
+//!   them to Prometheus.
 //! * [`cert`]: the verified peer certificate, from OpenSSL.
 //! * [`stream`]: the typed layer over nginx's stream ABI.
 
@@ -26,12 +29,14 @@ mod conf;
 mod gate;
 mod limit;
 mod log;
+mod metrics;
 mod preread;
 mod refusal;
 mod rewrite;
 mod session;
 mod set_connect;
 mod shm;
+mod status;
 mod stream;
 mod value;
 mod variables;
@@ -42,6 +47,8 @@ use ngx::ffi::{ngx_module_t, ngx_stream_module_t, NGX_STREAM_MODULE};
 
 use crate::conf::MqttSrvConf;
 use crate::session::SessionCtx;
+#[cfg(not(ngx_modules_generated))]
+use crate::status::ngx_http_mqtt_status_module;
 use crate::stream::{create_srv_conf, merge_srv_conf, StreamModule};
 
 /// This module, for the typed accessors of [`stream`].
@@ -80,8 +87,32 @@ pub static mut ngx_stream_mqtt_preread_module: ngx_module_t = ngx_module_t {
     ..ngx_module_t::default()
 };
 
-// The table nginx reads from a dynamic module. nginx's own build (the
-// `config` file, `--add-dynamic-module`) generates it in C and links this
-// crate as a static library, built with `--cfg ngx_modules_generated`.
+// The tables nginx reads from a dynamic module: its modules, their names,
+// and no order constraint (one matters only for http filters). nginx's own
+// build (the `config` file, `--add-dynamic-module`) generates them in C and
+// links this crate as a static library, built with
+// `--cfg ngx_modules_generated`. (ngx's `ngx_modules!` counts one module
+// only.) The http module is inert where the configuration has no `http {}`:
+// nginx only gives it its directives inside one.
 #[cfg(not(ngx_modules_generated))]
-ngx::ngx_modules!(ngx_stream_mqtt_preread_module);
+#[no_mangle]
+#[used]
+pub static mut ngx_modules: [*const ngx_module_t; 3] = [
+    addr_of!(ngx_stream_mqtt_preread_module),
+    addr_of!(ngx_http_mqtt_status_module),
+    core::ptr::null(),
+];
+
+#[cfg(not(ngx_modules_generated))]
+#[no_mangle]
+#[used]
+pub static mut ngx_module_names: [*const core::ffi::c_char; 3] = [
+    c"ngx_stream_mqtt_preread_module".as_ptr(),
+    c"ngx_http_mqtt_status_module".as_ptr(),
+    core::ptr::null(),
+];
+
+#[cfg(not(ngx_modules_generated))]
+#[no_mangle]
+#[used]
+pub static mut ngx_module_order: [*const core::ffi::c_char; 1] = [core::ptr::null()];

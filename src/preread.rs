@@ -18,12 +18,12 @@ use crate::gate::{install_gate, settle_undecided};
 use crate::limit;
 use crate::log::{mqtt_debug, mqtt_log};
 use crate::refusal::{refuse, INTERNAL_ERROR};
-use crate::rewrite;
 use crate::session::{borrowed_str, cert_cn_copy, Outcome, SessionCtx};
 use crate::stream::{
     ssl_preread_enabled, Session, StreamConf, NGX_AGAIN, NGX_DECLINED, NGX_ERROR, NGX_OK,
 };
 use crate::Module;
+use crate::{metrics, rewrite};
 
 /// Postconfiguration: installs the preread handler, the gate in front of
 /// the content handler of every server that must see an accepted CONNECT,
@@ -169,6 +169,7 @@ fn preread(s: &mut Session<'_>) -> ngx_int_t {
                     return refuse(c, conf, ctx, RejectReason::Invalid(reason), None, limit);
                 }
                 ctx.outcome = Outcome::PassedUnparsed;
+                metrics::count_unparsed(conf, ctx);
                 mqtt_debug!(c.log, "not a valid CONNECT ({}), proxied", reason.message());
                 break;
             }
@@ -189,6 +190,7 @@ fn preread(s: &mut Session<'_>) -> ngx_int_t {
                         return rc;
                     }
                 }
+                metrics::count_accepted(s, conf, &connect);
                 break;
             }
         }

@@ -13,6 +13,7 @@ use ngx::ffi::{
 use crate::cert::is_tls;
 use crate::conf::MqttSrvConf;
 use crate::log::{mqtt_debug, mqtt_log};
+use crate::metrics;
 use crate::session::{str_bytes, Outcome, SessionCtx};
 
 pub const INTERNAL_ERROR: ngx_int_t = NGX_STREAM_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -44,6 +45,7 @@ pub fn refuse_limited(
     limited: Option<(ngx_str_t, ngx_str_t)>,
 ) -> ngx_int_t {
     ctx.outcome = Outcome::Rejected(reason);
+    metrics::count_refusal(conf, ctx, reason, connect);
     let cert_cn = ctx.cert_cn(c);
     let too_large = reason == RejectReason::Invalid(InvalidReason::TooLarge);
     // Identity failures and a too small buffer are for the operator to see;

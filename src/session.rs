@@ -7,6 +7,7 @@ use ngx::ffi::{ngx_buf_t, ngx_connection_t, ngx_palloc, ngx_pnalloc, ngx_pool_t,
 
 use crate::cert::with_peer_certificate;
 use crate::limit::Held;
+use crate::metrics::SessionMetrics;
 use crate::rewrite::PendingRewrite;
 use mqtt_core::packet::boundary::PacketBoundary;
 use mqtt_core::packet::{ConnectFramer, ProtocolLevel};
@@ -56,6 +57,8 @@ pub struct SessionCtx {
     /// an MQTT 5 session that may be taken over (and told so between two
     /// packets).
     pub downstream: PacketBoundary,
+    /// What `mqtt_metrics` needs to count the session.
+    pub metrics: SessionMetrics,
     /// The buffer beside the context in the same allocation. nginx reads
     /// into it and the parsed fields point into it, so it is reached only
     /// through this pointer, never through a reference to the context.
@@ -105,6 +108,7 @@ impl SessionCtx {
                 rewrite: None,
                 held: None,
                 downstream: PacketBoundary::Between,
+                metrics: SessionMetrics::start(),
                 first_read,
             });
         }

@@ -361,6 +361,7 @@ pub fn admit(
         }
         Admission::Admitted { tracked } => tracked,
         Admission::TakeOver { victim } => {
+            crate::metrics::count_takeover(conf);
             takeover::taken_over(s, zone.name(), &key, victim);
             true
         }
