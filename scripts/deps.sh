@@ -11,7 +11,8 @@ declare -A groups=(
     [build]="libclang-dev libpcre2-dev zlib1g-dev libssl-dev make gcc g++"
     # real brokers, clients, PKI tooling, and Debian's nginx 1.22 with its
     # sources (njs: a preread handler that runs before this module's).
-    [test]="mosquitto mosquitto-clients openssl nginx nginx-dev libnginx-mod-stream libnginx-mod-stream-js"
+    # Prometheus (and promtool) scrape mqtt_status in tests/metrics.rs.
+    [test]="mosquitto mosquitto-clients openssl nginx nginx-dev libnginx-mod-stream libnginx-mod-stream-js prometheus"
     # scripts/package-deb.sh: the nginx the package is for, its sources, and
     # the stream module the package depends on.
     [package]="nginx nginx-dev libnginx-mod-stream"

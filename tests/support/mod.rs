@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod malformed;
 pub mod nginx;
 pub mod pki;
+pub mod prometheus;
 pub mod reliability;
 
 use std::collections::HashSet;
