@@ -14,6 +14,9 @@ use support::{free_port, Broker, Nginx, RawClient, SessionKey, Version};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The counted servers.
+const SERVERS: [&str; 5] = ["devices", "secure", "legacy", "fleet", "capped"];
+
 /// The listeners of the scenario.
 struct Ports {
     /// `mqtt_metrics devices`, `reuseport`: the kernel spreads its sessions
@@ -24,6 +27,12 @@ struct Ports {
     secure: u16,
     /// `mqtt_metrics legacy` with `mqtt_reject_malformed off`.
     legacy: u16,
+    /// `mqtt_metrics fleet`, one live session per ClientId: a newcomer
+    /// takes over.
+    fleet: u16,
+    /// `mqtt_metrics capped`, one live session per ClientId: a newcomer is
+    /// refused with session_limit.
+    capped: u16,
     /// Parses CONNECTs but is not counted.
     uncounted: u16,
     http: u16,
@@ -42,7 +51,8 @@ fn conf(prefix: &Path, broker: &Broker, p: &Ports) -> String {
          stream {{\n\
          log_format mqtt '{ACCESS_LOG_FORMAT}\t$pid';\n\
          access_log {prefix_text}/access.log mqtt;\n\
-         {devices}{secure}{legacy}{uncounted}\
+         mqtt_limit_conn_zone $mqtt_client_id zone=sessions:1m;\n\
+         {devices}{secure}{legacy}{fleet}{capped}{uncounted}\
          }}\n\
          http {{\n\
          access_log off;\n\
@@ -60,6 +70,16 @@ fn conf(prefix: &Path, broker: &Broker, p: &Ports) -> String {
             "",
             "mqtt_metrics legacy; mqtt_reject_malformed off;"
         ),
+        fleet = server(
+            p.fleet,
+            "",
+            "mqtt_metrics fleet; mqtt_limit_conn zone=sessions 1 takeover;"
+        ),
+        capped = server(
+            p.capped,
+            "",
+            "mqtt_metrics capped; mqtt_limit_conn zone=sessions 1;"
+        ),
         uncounted = server(p.uncounted, "", "mqtt_preread on;"),
         http = p.http,
     )
@@ -73,6 +93,7 @@ struct Expected {
     /// CONNECTs that parsed, and their bytes.
     sizes: BTreeMap<String, (u64, u64)>,
     decisions: BTreeMap<String, u64>,
+    takeovers: BTreeMap<String, u64>,
     /// Sessions whose access-log entry shows that nginx has finished with
     /// them.
     ended: Vec<SessionKey>,
@@ -166,7 +187,7 @@ fn wait_ended(nginx: &Nginx, x: &Expected) -> Vec<String> {
 /// Prometheus's view equals `x`, series by series.
 fn assert_prometheus_reports(prometheus: &Prometheus, x: &Expected) {
     prometheus.wait_for_scrape();
-    let servers = ["devices", "secure", "legacy"];
+    let servers = SERVERS;
 
     let reported: BTreeMap<(String, String, String), u64> = prometheus
         .query("nginx_mqtt_connects_total > 0")
@@ -221,7 +242,7 @@ fn assert_prometheus_reports(prometheus: &Prometheus, x: &Expected) {
     );
     assert_eq!(
         by_server(prometheus, "nginx_mqtt_takeovers_total"),
-        expect(&|_| 0.0),
+        expect(&|s| x.takeovers.get(s).copied().unwrap_or(0) as f64),
         "nginx_mqtt_takeovers_total"
     );
 }
@@ -241,12 +262,22 @@ fn prometheus_reports_exactly_the_sessions_of_both_workers_across_a_reload() {
         devices: free_port(),
         secure: free_port(),
         legacy: free_port(),
+        fleet: free_port(),
+        capped: free_port(),
         uncounted: free_port(),
         http: free_port(),
     };
     let nginx = Nginx::start_with(
         |prefix| conf(prefix, &broker, &p),
-        &[p.devices, p.secure, p.legacy, p.uncounted, p.http],
+        &[
+            p.devices,
+            p.secure,
+            p.legacy,
+            p.fleet,
+            p.capped,
+            p.uncounted,
+            p.http,
+        ],
     );
     let prometheus = Prometheus::start("nginx", &format!("127.0.0.1:{}", p.http), "/metrics");
     let mut x = Expected::default();
@@ -297,6 +328,19 @@ fn prometheus_reports_exactly_the_sessions_of_both_workers_across_a_reload() {
     x.ended.push(refused(p.legacy, &[0x30, 0x00], false));
     x.decided("legacy", "unknown", "proxied_unparsed", None);
     accepted_and_closed(&mut x, "legacy", p.legacy, Version::V311, "legacy-1");
+    // Admission control: a second session of a ClientId takes the first
+    // one over (which the gateway closes), or is refused.
+    let (first, first_key) = accepted(&mut x, "fleet", p.fleet, Version::V5, "dup");
+    let (_second, _) = accepted(&mut x, "fleet", p.fleet, Version::V5, "dup");
+    *x.takeovers.entry("fleet".into()).or_default() += 1;
+    x.sessions.insert("fleet".into(), 1);
+    x.ended.push(first_key);
+    let (_capped, _) = accepted(&mut x, "capped", p.capped, Version::V311, "cap");
+    x.sessions.insert("capped".into(), 1);
+    let packet = support::client::connect_packet(Version::V311, "cap");
+    x.ended.push(refused(p.capped, &packet, false));
+    x.decided("capped", "3.1.1", "session_limit", Some(packet.len()));
+    drop(first);
     // Not counted anywhere.
     accepted_and_closed(&mut x, "", p.uncounted, Version::V311, "uncounted-1");
 
@@ -313,6 +357,8 @@ fn prometheus_reports_exactly_the_sessions_of_both_workers_across_a_reload() {
             (p.devices, "devices"),
             (p.secure, "secure"),
             (p.legacy, "legacy"),
+            (p.fleet, "fleet"),
+            (p.capped, "capped"),
         ]
         .into_iter()
         .find_map(|(p, name)| (p == port).then_some(name));
