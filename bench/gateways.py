@@ -34,6 +34,7 @@ class Gateway:
     nohash: bool = False  # module without `hash $mqtt_client_id` (diagnostic)
     rewrite: bool = False  # module with the CONNECT rewrite (`mqtt on`, a username)
     limits: bool = False  # module with a connect-rate zone and a conn zone on $mqtt_client_id
+    metrics: bool = False  # module with `mqtt_metrics` (counters in shared memory)
     vendored: bool = False
     upstreams: tuple = tuple(RESPONDERS)
     # measured with callgrind/strace too (the mosquitto row is CPU/latency only)
@@ -100,6 +101,8 @@ def nginx_conf(g: Gateway, pki: Path, js: Path) -> str:
             if g.limits:
                 s += ("        mqtt_limit_connect zone=connects burst=100;\n"
                       "        mqtt_limit_conn zone=sessions 4;\n")
+            if g.metrics:
+                s += f"        mqtt_metrics {'devices_tls' if tls else 'devices'};\n"
             return s
         if g.variant == "njs":
             return f"        js_preread mqtt.{'preread_cn' if tls else 'preread'};\n"
@@ -212,6 +215,8 @@ def all_gateways(vendored_nginx: str, vendored_module: str, debian_module: str) 
                 DEB_NGINX, 18200, 18201, module=debian_module, rewrite=True, cpu=False),
         Gateway("blim", "(b+lim) nginx 1.22 + this module, connect-rate and session limits", "nginx",
                 "module", DEB_NGINX, 18220, 18221, module=debian_module, limits=True, cpu=False),
+        Gateway("bm", "(b+m) nginx 1.22 + this module, mqtt_metrics", "nginx", "module",
+                DEB_NGINX, 18210, 18211, module=debian_module, metrics=True, cpu=False),
         Gateway("c", "(c) nginx 1.22 + njs 0.7.9", "nginx", "njs", DEB_NGINX, 18130, 18131),
         Gateway("d0", "(d0) HAProxy 2.6, no MQTT rules", "haproxy", "haproxy-plain", HAPROXY, 18140, 18141),
         Gateway("d", "(d) HAProxy 2.6, MQTT rules", "haproxy", "haproxy-mqtt", HAPROXY, 18150, 18151),

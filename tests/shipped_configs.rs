@@ -18,15 +18,20 @@ struct Shipped {
     brokers: [Broker; 3],
     plain: u16,
     tls: u16,
+    /// The http listener of `mqtt_status`, where the config has one.
+    http: u16,
 }
 
 impl Shipped {
     fn start(name: &str) -> Shipped {
         let template = repo_conf(name);
         let brokers = broker::three();
-        let (plain, tls) = (free_port(), free_port());
+        let (plain, tls, http) = (free_port(), free_port(), free_port());
         let pki = pki();
         let mut ports = Vec::new();
+        if template.contains("127.0.0.1:9145;") {
+            ports.push(http);
+        }
         if template.contains("127.0.0.1:1883;") {
             ports.push(plain);
         }
@@ -53,6 +58,9 @@ impl Shipped {
                     replacements.push((" certs/server.crt;", path(&pki.server_chain)));
                     replacements.push((" certs/server.key;", path(&pki.server_key)));
                 }
+                if template.contains("127.0.0.1:9145;") {
+                    replacements.push(("127.0.0.1:9145;", format!("127.0.0.1:{http};")));
+                }
                 if template.contains("certs/ca-chain.pem;") {
                     replacements.push((" certs/ca-chain.pem;", path(&pki.ca_chain)));
                 }
@@ -77,6 +85,7 @@ impl Shipped {
             brokers,
             plain,
             tls,
+            http,
         }
     }
 
@@ -348,4 +357,28 @@ fn admission_conf_limits_reconnects_and_takes_over_sessions() {
         line.contains("status=503") && line.contains("upstream=-"),
         "{line}"
     );
+}
+
+#[test]
+fn metrics_conf_serves_the_counts_of_the_devices_server() {
+    let gw = Shipped::start("metrics.conf");
+    assert!(MqttCli::new(gw.plain, Version::V311)
+        .id("thing001")
+        .publish("t", "m")
+        .success());
+    let mut junk = RawClient::plain(gw.plain);
+    junk.send(&[0x30, 0x00]).expect("send");
+    assert!(junk.read_to_close(DEADLINE).is_closed());
+    gw.wait_access("reject=\"malformed\"");
+    let addr = format!("127.0.0.1:{}", gw.http);
+    let (status, body) = support::prometheus::http_get(&addr, "/metrics").expect("GET /metrics");
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{text}");
+    for line in [
+        "nginx_mqtt_connects_total{server=\"devices\",version=\"3.1.1\",outcome=\"accepted\"} 1",
+        "nginx_mqtt_connects_total{server=\"devices\",version=\"unknown\",outcome=\"malformed\"} 1",
+        "nginx_mqtt_connect_size_bytes_count{server=\"devices\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
 }
