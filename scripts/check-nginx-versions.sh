@@ -34,7 +34,7 @@ versions=("$@")
 [[ ${#versions[@]} -gt 0 ]] || versions=(1.22 1.26 1.28 1.30)
 work=$root/target/nginx-versions
 module=ngx_stream_mqtt_preread_module.so
-e2e_tests=(persistence mtls protocol)
+e2e_tests=(persistence mtls protocol metrics)
 
 scripts/deps.sh build test
 
