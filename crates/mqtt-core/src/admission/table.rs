@@ -82,6 +82,9 @@ pub fn entry<P: Default>(
     idle: impl Fn(&Slot<P>) -> bool,
 ) -> Option<(&mut Slot<P>, Claim)> {
     let bucket = bucket(slots, key);
+    // A slot is never emptied again, and a key takes the first empty slot:
+    // the used slots of a bucket come before its empty ones, so the search
+    // ends at the first empty slot.
     let mut empty = None;
     let mut found = None;
     for (i, slot) in bucket.iter().enumerate() {
@@ -89,8 +92,9 @@ pub fn entry<P: Default>(
             found = Some(i);
             break;
         }
-        if slot.key == KeyHash::EMPTY && empty.is_none() {
+        if slot.key == KeyHash::EMPTY {
             empty = Some(i);
+            break;
         }
     }
     let index = match (found, empty) {
