@@ -25,6 +25,7 @@ use ngx::{ngx_conf_log_error, ngx_string};
 
 use crate::conf::MqttSrvConf;
 use crate::session::{str_bytes, SessionCtx};
+use crate::set_connect::args;
 use crate::shm::{Zone, ZoneKind};
 use crate::stream::Session;
 use crate::Module;
@@ -225,13 +226,8 @@ pub unsafe extern "C" fn set_metrics(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: nginx calls a directive handler with the configuration being
-    // parsed, whose args hold the directive and its one argument, and this
-    // module's server configuration.
-    let (name, conf) = unsafe {
-        let args = &*(*cf).args;
-        let args = core::slice::from_raw_parts(args.elts.cast::<ngx_str_t>(), args.nelts);
-        (args.get(1).copied(), &mut *conf.cast::<MqttSrvConf>())
-    };
+    // parsed and this module's server configuration.
+    let (name, conf) = unsafe { (args(cf).first().copied(), &mut *conf.cast::<MqttSrvConf>()) };
     if conf.metrics.is_some() {
         return c"is duplicate".as_ptr().cast_mut();
     }
