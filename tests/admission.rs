@@ -437,3 +437,31 @@ fn bad_limit_configurations_are_refused() {
         assert!(stderr.contains(expected), "{body}: {stderr}");
     }
 }
+
+/// What 10 MB holds, as the zones say at start-up: at least 100,000 keys of
+/// either kind.
+#[test]
+fn ten_megabytes_hold_over_100000_keys() {
+    let port = free_port();
+    let body = format!(
+        "mqtt_limit_connect_zone $mqtt_client_id zone=connects:10m rate=1r/s;\n\
+         mqtt_limit_conn_zone $mqtt_client_id zone=sessions:10m;\n\
+         server {{\n    listen 127.0.0.1:{port};\n    proxy_pass 127.0.0.1:1;\n    \
+         mqtt_limit_connect zone=connects;\n    mqtt_limit_conn zone=sessions 1;\n}}\n"
+    );
+    let nginx = two_workers(&body, &[port]);
+    for (zone, bytes) in [
+        ("mqtt_limit_connect_zone \"connects\"", 32),
+        ("mqtt_limit_conn_zone \"sessions\"", 88),
+    ] {
+        let line = nginx.wait_error_line(&[zone, "keys of"]);
+        let keys: usize = line
+            .split(": ")
+            .last()
+            .and_then(|tail| tail.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(keys >= 100_000, "{line}");
+        assert!(line.ends_with(&format!("keys of {bytes} bytes")), "{line}");
+    }
+}
