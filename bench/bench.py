@@ -122,7 +122,7 @@ class Bench:
         if keep:
             # Sizes of the phases not re-run stay those they were measured with.
             for phase, key in (("callgrind", "cg_n"), ("strace", "st_n"), ("cpu", "rates"), ("cpu", "cpu_secs"),
-                               ("cpu", "reps")):
+                               ("cpu", "reps"), ("cpu", "cpu_phase_at"), ("cpu", "cpu_phase_git")):
                 if phase not in self.args.phases.split(",") and key in old_meta:
                     self.results["meta"][key] = old_meta[key]
         if keep and quick is not None and quick != self.quick:
@@ -428,6 +428,7 @@ def main() -> int:
             b.save()
         if "cpu" in phases:
             b.results["meta"]["cpu_phase_at"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            b.results["meta"]["cpu_phase_git"] = b.results["meta"].get("git")
             b.cpu_latency()
             b.save()
     finally:

@@ -125,7 +125,7 @@ def analysis(res) -> list[str]:
                 f"{fmt_delta(b - a)} instructions per connection, of which:", "",
                 f"- {fmt_delta(bnh - a)}: the module's preread without the hash ((b-rr) − (a)): nginx's preread "
                 "phase (a timer, one more pass of the phase engine, the proxy sending the preread bytes) plus "
-                "the module's handler (the session context with its 832-byte read buffer, parsing the CONNECT, "
+                "the module's handler (the session context with its 800-byte read buffer, parsing the CONNECT, "
                 "the content gate, the log-phase check);",
                 f"- {fmt_delta(b - bnh)}: `hash $mqtt_client_id consistent` instead of round-robin ((b) − (b-rr)): "
                 "evaluating `$mqtt_client_id` through nginx's script engine (the module's getter is a small part) "
@@ -136,6 +136,16 @@ def analysis(res) -> list[str]:
                 "allocated per session. The module reads into a buffer in its session context instead (a "
                 "larger CONNECT gets one of its exact size), so its whole preread costs "
                 f"{'less' if bnh < a1 else 'more'} than that no-op ({fmt_delta(bnh - a1)}).", ""]
+    if ir("b", "tcp") is not None and ir("blim", "tcp") is not None:
+        out += [f"Admission control, (b+lim) − (b) = {fmt_delta(ir('blim', 'tcp') - ir('b', 'tcp'))} per plain-TCP "
+                "connection: `$mqtt_client_id` read once from the session and hashed once (SipHash-1-3) for "
+                "both zones, a lookup in each zone's table under its mutex, and the session's count released "
+                "in the log phase. Memory: a slot of 32 bytes per key in a `mqtt_limit_connect_zone`, 88 in a "
+                "`mqtt_limit_conn_zone`; 10 MB hold 325,376 and 118,312 keys (the zones log their capacity at "
+                "start-up; tests/admission.rs checks it is over 100,000).", ""]
+    if ir("b", "tcp") is not None and ir("bm", "tcp") is not None:
+        out += [f"`mqtt_metrics`, (b+m) − (b) = {fmt_delta(ir('bm', 'tcp') - ir('b', 'tcp'))} per plain-TCP "
+                "connection: a few atomic additions to the server's counters in shared memory.", ""]
     if all(ir(k, "tls") is not None for k in ("a", "bnh", "b")):
         a, bnh, b = (ir(k, "tls") for k in ("a", "bnh", "b"))
         out += [f"mTLS, nginx 1.22: (b) − (a) = {fmt_delta(b - a)} per connection "
@@ -369,7 +379,10 @@ def write(res: dict, docs: Path) -> None:
           "`mqtt.js` recipe, which also runs on open-source nginx), HAProxy's MQTT converters, or not at all. "
           "This page measures what each costs per connection, in one run on one machine.", "",
           f"- Run: {m.get('date', '?')}, {'**quick mode** (fewer connections, 1 repetition)' if m.get('quick') else 'full mode'}, "
-          f"{m.get('duration_s', '?')} s, tree `{m.get('git', '?')}`.",
+          f"{m.get('duration_s', '?')} s, tree `{m.get('git', '?')}`."
+          + (f" The CPU and latency phase (section 3) is from an earlier run on a quieter machine: "
+             f"{m['cpu_phase_at']}, tree `{m.get('cpu_phase_git', '?')}`."
+             if m.get("cpu_phase_at") and m.get("cpu_phase_git") != m.get("git") else ""),
           f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, Linux {m.get('kernel', '?')}.",
           f"- Software: nginx {m.get('nginx_debian', '?')} (Debian) and {m.get('nginx_vendored', '?')} (vendored, "
           f"built with the module), {m.get('haproxy', '?')}, {m.get('openssl', '?')}, njs 0.7.9, "
