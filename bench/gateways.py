@@ -33,6 +33,9 @@ class Gateway:
     module: str = ""    # our .so, for variant == module
     nohash: bool = False  # module without `hash $mqtt_client_id` (diagnostic)
     rewrite: bool = False  # module with the CONNECT rewrite (`mqtt on`, a username)
+    # the rewritten username: text with a variable on TCP (the script engine);
+    # the certificate's CN on mTLS
+    rewrite_tcp: str = "gw-$mqtt_client_id"
     limits: bool = False  # module with a connect-rate zone and a conn zone on $mqtt_client_id
     metrics: bool = False  # module with `mqtt_metrics` (counters in shared memory)
     vendored: bool = False
@@ -97,7 +100,7 @@ def nginx_conf(g: Gateway, pki: Path, js: Path) -> str:
                 s += "        mqtt_client_id_match cn;\n"
             if g.rewrite:
                 s += ("        mqtt on;\n"
-                      f"        mqtt_set_connect username {'$mqtt_cert_cn' if tls else 'gw-$mqtt_client_id'};\n")
+                      f"        mqtt_set_connect username {'$mqtt_cert_cn' if tls else g.rewrite_tcp};\n")
             if g.limits:
                 s += ("        mqtt_limit_connect zone=connects burst=100;\n"
                       "        mqtt_limit_conn zone=sessions 4;\n")
@@ -213,6 +216,9 @@ def all_gateways(vendored_nginx: str, vendored_module: str, debian_module: str) 
                 DEB_NGINX, 18190, 18191, module=debian_module, nohash=True, cpu=False),
         Gateway("brw", "(b+rw) nginx 1.22 + this module, CONNECT username rewritten", "nginx", "module",
                 DEB_NGINX, 18200, 18201, module=debian_module, rewrite=True, cpu=False),
+        Gateway("brv", "(b+rw1) (b+rw) with the username a single variable ($mqtt_client_id) on TCP",
+                "nginx", "module", DEB_NGINX, 18230, 18231, module=debian_module, rewrite=True,
+                rewrite_tcp="$mqtt_client_id", cpu=False),
         Gateway("blim", "(b+lim) nginx 1.22 + this module, connect-rate and session limits", "nginx",
                 "module", DEB_NGINX, 18220, 18221, module=debian_module, limits=True, cpu=False),
         Gateway("bm", "(b+m) nginx 1.22 + this module, mqtt_metrics", "nginx", "module",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-ORDER = ["a", "a1", "b", "bnh", "brw", "blim", "bm", "c", "d0", "d", "a128", "a1128", "b128", "bmosq"]
-BASE = {"a": "a", "a1": "a", "b": "a", "bnh": "a", "brw": "a", "blim": "a", "bm": "a", "c": "a", "d0": "a", "d": "a",
+ORDER = ["a", "a1", "b", "bnh", "brw", "brv", "blim", "bm", "c", "d0", "d", "a128", "a1128", "b128", "bmosq"]
+BASE = {"a": "a", "a1": "a", "b": "a", "bnh": "a", "brw": "a", "brv": "a", "blim": "a", "bm": "a", "c": "a", "d0": "a", "d": "a",
         "a128": "a128", "a1128": "a128", "b128": "a128", "bmosq": "a"}
 TRANSPORTS = (("tcp", "plain TCP"), ("tls", "mTLS"))
 
@@ -243,6 +243,10 @@ def targets(res) -> list[tuple[str, str, str]]:
         d = ir("brw", "tcp") - ir("b", "tcp")
         rows.append(("plain TCP: the CONNECT rewrite ≤ +1.5k instructions/conn over (b)", fmt_delta(d),
                      "met" if d <= 1500 else "**missed**"))
+    if ir("b", "tcp") is not None and ir("brv", "tcp") is not None:
+        d = ir("brv", "tcp") - ir("b", "tcp")
+        rows.append(("plain TCP, diagnostic: the rewrite with a single-variable username ((b+rw1))",
+                     fmt_delta(d), "within +1.5k" if d <= 1500 else "over +1.5k"))
     if ir("b", "tcp") is not None and ir("blim", "tcp") is not None:
         d = ir("blim", "tcp") - ir("b", "tcp")
         rows.append(("plain TCP: admission control (a rate zone and a conn zone) ≤ +1.0k instructions/conn "

@@ -59,6 +59,10 @@ enum FilterState {
 /// User Properties evaluated without a heap allocation; more spill over.
 const INLINE_PROPERTIES: usize = 8;
 
+/// Room on the stack for the `mqtt_set_connect` values the module writes
+/// itself (text with variables); longer ones come from the pool.
+const SCRATCH: usize = 512;
+
 /// After an accepted CONNECT in a server with `mqtt on`: builds the
 /// rewritten CONNECT for the filter, or refuses the session if it cannot be
 /// built (it is never forwarded unrewritten). `packet` holds the device's
@@ -71,16 +75,23 @@ pub fn prepare(
     limit: usize,
 ) -> ngx_int_t {
     // The values first: evaluating them may run this module's variable
-    // getters, which borrow the session's context. They live in the
-    // session's pool.
+    // getters, which borrow the session's context. They live in `scratch`
+    // where they fit, otherwise in the session's pool, until the rewritten
+    // packet has been written.
+    let mut scratch = [0u8; SCRATCH];
+    let mut used = 0;
     let mut fields: [Option<ngx_str_t>; 3] = [None; 3];
     let mut properties = [(EMPTY, EMPTY); INLINE_PROPERTIES];
     let mut spilled = Vec::new();
     let mut count = 0;
     for entry in entries(conf) {
-        let Some(value) = entry.value.evaluate(s) else {
+        let Ok((value, n)) = entry
+            .value
+            .evaluate_into(s, scratch.get_mut(used..).unwrap_or_default())
+        else {
             return NGX_ERROR;
         };
+        used += n;
         match entry.field {
             Field::ClientId => fields[0] = Some(value),
             Field::Username => fields[1] = Some(value),
@@ -172,7 +183,14 @@ pub fn prepare(
     let Some(original) = packet.get(..connect.packet_len) else {
         return NGX_ERROR;
     };
-    let Some(mut pending) = PendingRewrite::create(c.pool, original, plan.len()) else {
+    let size = size_of::<PendingRewrite>() + plan.len();
+    // SAFETY: the pool is the connection's; ngx_palloc aligns as a pointer.
+    let room = ctx
+        .take_tail(c.buffer, size)
+        .or_else(|| NonNull::new(unsafe { ngx_palloc(c.pool, size) }.cast::<u8>()));
+    let Some(mut pending) =
+        room.and_then(|room| PendingRewrite::create(room, size, original, plan.len()))
+    else {
         return NGX_ERROR;
     };
     // SAFETY: the bytes behind the PendingRewrite, plan.len() of them, are
@@ -192,16 +210,24 @@ pub fn prepare(
 }
 
 impl PendingRewrite {
-    /// One allocation from `pool`: the state, and room for the `len` bytes
-    /// of the rewritten CONNECT behind it.
-    fn create(pool: *mut ngx_pool_t, original: &[u8], len: usize) -> Option<NonNull<Self>> {
-        let size = size_of::<PendingRewrite>().checked_add(len)?;
-        // SAFETY: pool is the connection's live pool; ngx_palloc aligns to
-        // a pointer, as much as PendingRewrite needs.
-        let p = NonNull::new(unsafe { ngx_palloc(pool, size) })?.cast::<PendingRewrite>();
-        // SAFETY: p has room for the struct and len bytes after it; the
-        // struct is written whole (the buffer zeroed first, as
-        // ngx_calloc_buf makes it) and needs no destructor.
+    /// The state, in `room` (`size` bytes aligned as a pointer, which live
+    /// as long as the session), with the `len` bytes of the rewritten
+    /// CONNECT behind it.
+    fn create(
+        room: NonNull<u8>,
+        size: usize,
+        original: &[u8],
+        len: usize,
+    ) -> Option<NonNull<Self>> {
+        if size < size_of::<PendingRewrite>().checked_add(len)?
+            || room.as_ptr().align_offset(align_of::<PendingRewrite>()) != 0
+        {
+            return None;
+        }
+        let p = room.cast::<PendingRewrite>();
+        // SAFETY: p has room for the struct and len bytes after it, aligned
+        // (checked); the struct is written whole (the buffer zeroed first,
+        // as ngx_calloc_buf makes it) and needs no destructor.
         unsafe {
             let data = p.as_ptr().cast::<u8>().add(size_of::<PendingRewrite>());
             let mut replacement: ngx_buf_t = core::mem::zeroed();

@@ -135,6 +135,33 @@ impl SessionCtx {
         }
     }
 
+    /// Room for `size` bytes, aligned as a pointer, at the end of the
+    /// context's own buffer when it is `b` and has that much free past what
+    /// was read: taken from the buffer for good by moving its end, so that
+    /// nothing nginx reads later (it reads at most up to `end`) lands there.
+    /// Spares the connection pool a block of its own for a small allocation.
+    pub fn take_tail(&mut self, b: *mut ngx_buf_t, size: usize) -> Option<NonNull<u8>> {
+        if !self.owns_buffer(b) {
+            return None;
+        }
+        let fr = self.first_read.as_ptr();
+        // SAFETY: b is this context's buffer (checked), inside the same
+        // allocation; no reference to it exists. The region is within
+        // [last, end) of its data.
+        unsafe {
+            let b = ptr::addr_of_mut!((*fr).buf);
+            let room = (*b).end.offset_from((*b).last) as usize;
+            let end = (*b).end as usize;
+            let start = end.checked_sub(size)? & !(align_of::<usize>() - 1);
+            if size > room || start < (*b).last as usize {
+                return None;
+            }
+            let region = (*b).end.sub(end - start);
+            (*b).end = region;
+            NonNull::new(region)
+        }
+    }
+
     /// Whether `b` is the context's own buffer.
     pub fn owns_buffer(&self, b: *const ngx_buf_t) -> bool {
         // SAFETY: only the address of the field is taken.

@@ -2,23 +2,34 @@
 //! with variables, compiled by nginx. A value that is one variable and
 //! nothing else (`$mqtt_cert_cn`) is read without nginx's script engine and
 //! without a copy; one of this module's own variables, straight from the
-//! session's context.
+//! session's context. A value of a few parts of text and variables
+//! (`gw-$mqtt_client_id`) can also be written by the module into a buffer
+//! of the caller's ([`Value::evaluate_into`]), sparing the script engine
+//! and an allocation from the connection pool.
 
 use ngx::ffi::{ngx_conf_t, ngx_str_t, ngx_stream_complex_value_t, ngx_uint_t};
 
 use crate::preread::session_ctx;
-use crate::session::EMPTY;
+use crate::session::{str_bytes, EMPTY};
 use crate::stream::{Session, NGX_OK};
 use crate::variables;
 
+/// The most parts a value written by the module may have.
+const PARTS: usize = 4;
+
 pub struct Value {
     complex: ngx_stream_complex_value_t,
-    variable: Option<Variable>,
+    /// The value's parts, where the module can write it itself: text (a
+    /// slice of the directive's argument, which the configuration pool
+    /// keeps) and variables.
+    parts: [Part; PARTS],
+    len: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Variable {
-    /// One of this module's, by its `variables` code.
+enum Part {
+    Text(*const u8, usize),
+    /// One of this module's variables, by its `variables` code.
     Own(usize),
     /// Any other, by its index.
     Indexed(ngx_uint_t),
@@ -29,7 +40,8 @@ impl Default for Value {
         Value {
             // SAFETY: all-zero is an empty complex value, as ngx_pcalloc makes.
             complex: unsafe { core::mem::zeroed() },
-            variable: None,
+            parts: [Part::Text(core::ptr::null(), 0); PARTS],
+            len: 0,
         }
     }
 }
@@ -38,21 +50,16 @@ impl Value {
     /// Compiles `text` for the stream block being configured.
     pub fn compile(cf: *mut ngx_conf_t, text: &mut ngx_str_t) -> Option<Value> {
         let mut value = Value::default();
-        if let Some(name) = lone_variable(text) {
-            if let Some(code) = variables::own(name) {
-                value.variable = Some(Variable::Own(code));
-                return Some(value);
+        if let Some(parts) = split(str_bytes(text)) {
+            for (slot, part) in value.parts.iter_mut().zip(&parts) {
+                *slot = match *part {
+                    Piece::Text(bytes) => Part::Text(bytes.as_ptr(), bytes.len()),
+                    Piece::Variable(name) => variable(cf, name)?,
+                };
             }
-            let mut name = ngx_str_t {
-                len: name.len(),
-                data: name.as_ptr().cast_mut(),
-            };
-            // SAFETY: cf is the configuration being parsed; the name points
-            // into its argument, which nginx copies.
-            let index = unsafe { ngx::ffi::ngx_stream_get_variable_index(cf, &mut name) };
-            value.variable = Some(Variable::Indexed(ngx_uint_t::try_from(index).ok()?));
-            return Some(value);
+            value.len = parts.len();
         }
+        // nginx's compiled form too, for what the module does not write.
         // SAFETY: all-zero is what ngx_memzero gives nginx's own callers.
         let mut ccv: ngx::ffi::ngx_stream_compile_complex_value_t = unsafe { core::mem::zeroed() };
         ccv.cf = cf;
@@ -63,40 +70,145 @@ impl Value {
         (rc == NGX_OK).then_some(value)
     }
 
+    /// The one variable the value consists of, if so.
+    fn lone(&self) -> Option<Part> {
+        match self.parts() {
+            [part @ (Part::Own(_) | Part::Indexed(_))] => Some(*part),
+            _ => None,
+        }
+    }
+
+    fn parts(&self) -> &[Part] {
+        self.parts.get(..self.len).unwrap_or_default()
+    }
+
     /// Whether both are the same single variable, so that one reading
     /// serves both.
     pub fn same_variable(&self, other: &Value) -> bool {
-        self.variable.is_some() && self.variable == other.variable
+        self.lone().is_some() && self.lone() == other.lone()
     }
 
-    /// The value for session `s`, in its pool; `None` when a variable fails
-    /// to evaluate.
+    /// The value for session `s`; `None` when a variable fails to evaluate.
+    /// A single variable is not copied; anything else is, into the pool.
     pub fn evaluate(&self, s: &mut Session<'_>) -> Option<ngx_str_t> {
-        match self.variable {
-            None => s.complex_value(&self.complex),
-            Some(Variable::Own(code)) => {
-                session_ctx(s).map(|(c, ctx)| variables::own_value(c, ctx, code).unwrap_or(EMPTY))
-            }
-            Some(Variable::Indexed(index)) => {
-                let vv = s.flushed_variable(index)?;
-                Some(variables::value_of(vv).unwrap_or(EMPTY))
-            }
+        match (self.lone(), self.parts()) {
+            (Some(part), _) => read(s, part),
+            (None, [Part::Text(p, len)]) => Some(ngx_str_t {
+                len: *len,
+                data: p.cast_mut(),
+            }),
+            _ => s.complex_value(&self.complex),
         }
+    }
+
+    /// The value for session `s`: a single variable as it is, a value of
+    /// parts written into the front of `out` where it fits (the module's
+    /// own parts), anything else from the pool. `Err` when a variable fails
+    /// to evaluate.
+    pub fn evaluate_into(
+        &self,
+        s: &mut Session<'_>,
+        out: &mut [u8],
+    ) -> Result<(ngx_str_t, usize), ()> {
+        if self.len <= 1 {
+            // Nothing to put together: a single variable, a text, or a
+            // value nginx compiled.
+            return self.evaluate(s).map(|v| (v, 0)).ok_or(());
+        }
+        let mut used = 0;
+        for &part in self.parts() {
+            let text = match part {
+                Part::Text(p, len) => ngx_str_t {
+                    len,
+                    data: p.cast_mut(),
+                },
+                variable => read(s, variable).ok_or(())?,
+            };
+            // A slice of the directive's argument, which the configuration
+            // pool keeps, or a variable's value, alive for the session.
+            let bytes = str_bytes(&text);
+            let Some(room) = out.get_mut(used..used + bytes.len()) else {
+                // Too long for the caller's buffer: nginx writes it.
+                return self.evaluate(s).map(|v| (v, 0)).ok_or(());
+            };
+            room.copy_from_slice(bytes);
+            used += bytes.len();
+        }
+        let value = ngx_str_t {
+            len: used,
+            data: if used == 0 {
+                EMPTY.data
+            } else {
+                out.as_mut_ptr()
+            },
+        };
+        Ok((value, used))
     }
 }
 
-/// The name of the variable `text` consists of (`$name` or `${name}`).
-fn lone_variable(text: &ngx_str_t) -> Option<&[u8]> {
-    if text.len == 0 || text.data.is_null() {
-        return None;
+/// The value of one variable for session `s`.
+fn read(s: &mut Session<'_>, part: Part) -> Option<ngx_str_t> {
+    match part {
+        Part::Own(code) => {
+            session_ctx(s).map(|(c, ctx)| variables::own_value(c, ctx, code).unwrap_or(EMPTY))
+        }
+        Part::Indexed(index) => {
+            Some(variables::value_of(s.flushed_variable(index)?).unwrap_or(EMPTY))
+        }
+        Part::Text(..) => None,
     }
-    // SAFETY: a directive argument: len readable bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(text.data, text.len) };
-    let rest = bytes.strip_prefix(b"$")?;
-    let name = match rest.strip_prefix(b"{") {
-        Some(braced) => braced.strip_suffix(b"}")?,
-        None => rest,
+}
+
+/// The variable `name`: one of this module's, or nginx's index of it.
+fn variable(cf: *mut ngx_conf_t, name: &[u8]) -> Option<Part> {
+    if let Some(code) = variables::own(name) {
+        return Some(Part::Own(code));
+    }
+    let mut name = ngx_str_t {
+        len: name.len(),
+        data: name.as_ptr().cast_mut(),
     };
+    // SAFETY: cf is the configuration being parsed; the name points into its
+    // argument, which nginx copies.
+    let index = unsafe { ngx::ffi::ngx_stream_get_variable_index(cf, &mut name) };
+    ngx_uint_t::try_from(index).ok().map(Part::Indexed)
+}
+
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    Text(&'a [u8]),
+    Variable(&'a [u8]),
+}
+
+/// `text` as at most [`PARTS`] pieces of text and variables (`$name`,
+/// `${name}`); `None` for anything else (more pieces, a capture such as
+/// `$1`, a lone `$`), which nginx compiles.
+fn split(text: &[u8]) -> Option<Vec<Piece<'_>>> {
     let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-    (!name.is_empty() && name.iter().all(word)).then_some(name)
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let dollar = rest.iter().position(|&b| b == b'$').unwrap_or(rest.len());
+        let (literal, tail) = rest.split_at(dollar);
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        let Some(tail) = tail.strip_prefix(b"$") else {
+            break;
+        };
+        let (name, after) = match tail.strip_prefix(b"{") {
+            Some(braced) => {
+                let close = braced.iter().position(|&b| b == b'}')?;
+                let (name, after) = braced.split_at(close);
+                (name, after.get(1..)?)
+            }
+            None => tail.split_at(tail.iter().position(|b| !word(b)).unwrap_or(tail.len())),
+        };
+        if name.is_empty() || !name.iter().all(word) || name.first()?.is_ascii_digit() {
+            return None;
+        }
+        pieces.push(Piece::Variable(name));
+        rest = after;
+    }
+    (!pieces.is_empty() && pieces.len() <= PARTS).then_some(pieces)
 }
