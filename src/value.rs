@@ -3,9 +3,10 @@
 //! nothing else (`$mqtt_cert_cn`) is read without nginx's script engine and
 //! without a copy; one of this module's own variables, straight from the
 //! session's context. A value of a few parts of text and variables
-//! (`gw-$mqtt_client_id`) can also be written by the module into a buffer
-//! of the caller's ([`Value::evaluate_into`]), sparing the script engine
-//! and an allocation from the connection pool.
+//! (`gw-$mqtt_client_id`) is put together by the module, without the script
+//! engine, into a buffer of the caller's where it fits
+//! ([`Value::evaluate_into`]), sparing an allocation from the connection
+//! pool. Anything else (captures such as `$1`, more parts) nginx compiles.
 
 use ngx::ffi::{ngx_conf_t, ngx_str_t, ngx_stream_complex_value_t, ngx_uint_t};
 
@@ -58,8 +59,8 @@ impl Value {
                 };
             }
             value.len = parts.len();
+            return Some(value);
         }
-        // nginx's compiled form too, for what the module does not write.
         // SAFETY: all-zero is what ngx_memzero gives nginx's own callers.
         let mut ccv: ngx::ffi::ngx_stream_compile_complex_value_t = unsafe { core::mem::zeroed() };
         ccv.cf = cf;
@@ -89,7 +90,8 @@ impl Value {
     }
 
     /// The value for session `s`; `None` when a variable fails to evaluate.
-    /// A single variable is not copied; anything else is, into the pool.
+    /// A single variable or a text is not copied; anything else is, into
+    /// the pool.
     pub fn evaluate(&self, s: &mut Session<'_>) -> Option<ngx_str_t> {
         match (self.lone(), self.parts()) {
             (Some(part), _) => read(s, part),
@@ -97,7 +99,33 @@ impl Value {
                 len: *len,
                 data: p.cast_mut(),
             }),
-            _ => s.complex_value(&self.complex),
+            (None, []) => s.complex_value(&self.complex),
+            (None, parts) => {
+                let mut texts = [EMPTY; PARTS];
+                for (text, &part) in texts.iter_mut().zip(parts) {
+                    *text = text_of(s, part)?;
+                }
+                let texts = texts.get(..parts.len())?;
+                let len = texts.iter().map(|t| t.len).sum::<usize>();
+                if len == 0 {
+                    return Some(EMPTY);
+                }
+                let pool = s.connection().pool;
+                // SAFETY: the session's pool; the bytes live as long as it.
+                let data = unsafe { ngx::ffi::ngx_pnalloc(pool, len) }.cast::<u8>();
+                if data.is_null() {
+                    return None;
+                }
+                // SAFETY: data has room for len bytes, written once each.
+                let out = unsafe { core::slice::from_raw_parts_mut(data, len) };
+                let mut at = 0;
+                for text in texts {
+                    let bytes = str_bytes(text);
+                    out.get_mut(at..at + bytes.len())?.copy_from_slice(bytes);
+                    at += bytes.len();
+                }
+                Some(ngx_str_t { len, data })
+            }
         }
     }
 
@@ -117,13 +145,7 @@ impl Value {
         }
         let mut used = 0;
         for &part in self.parts() {
-            let text = match part {
-                Part::Text(p, len) => ngx_str_t {
-                    len,
-                    data: p.cast_mut(),
-                },
-                variable => read(s, variable).ok_or(())?,
-            };
+            let text = text_of(s, part).ok_or(())?;
             // A slice of the directive's argument, which the configuration
             // pool keeps, or a variable's value, alive for the session.
             let bytes = str_bytes(&text);
@@ -143,6 +165,17 @@ impl Value {
             },
         };
         Ok((value, used))
+    }
+}
+
+/// A part's text for session `s`.
+fn text_of(s: &mut Session<'_>, part: Part) -> Option<ngx_str_t> {
+    match part {
+        Part::Text(p, len) => Some(ngx_str_t {
+            len,
+            data: p.cast_mut(),
+        }),
+        variable => read(s, variable),
     }
 }
 
