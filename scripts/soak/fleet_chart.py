@@ -1,8 +1,10 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Chart of a `fleet.py compare` run: gateway memory over the run, memory
 per device on the plateau, connect latency; for (a), (b), (d).
 
-    scripts/soak/fleet_chart.py DIR/compare.json docs/scale.png
+    /usr/bin/python3 scripts/soak/fleet_chart.py DIR/compare.json docs/scale.png
+
+(/usr/bin/python3: Debian's python3-matplotlib.)
 """
 
 import json

@@ -264,16 +264,18 @@ backend brokers
             tcp0 = L.tcp_mem_pages()
             cpu0 = sum(L.cpu_ns(p) for p in pids)
             ramp_secs = self.n / a.ramp
-            hold = int(ramp_secs + a.hold + 1)
+            # Sessions hold until told to stop: a.hold seconds after the last
+            # one is in, or, if not all get in, at twice the ramp time.
+            hold = int(3 * ramp_secs + a.hold + 120)
             t0 = time.time()
             shards = self.start_devices(d, hold, a.ramp)
-            samples, cpu_full, t_full = [], None, None
+            samples, cpu_full, t_full, stopping = [], None, None, False
             while any(s["proc"].poll() is None for s in shards):
                 time.sleep(2)
                 m = {p: L.mem(p) for p in pids}
                 live = self.live(shards)
                 s = {"t": round(time.time() - t0, 1), "live": live,
-                     "fds": sum(L.nfds(p) for p in pids),
+                     "fds": sum(L.nfds(p) for p in pids) if self.n <= 20000 else None,
                      "rss": sum(v["rss"] for v in m.values()),
                      "pss": sum(v["pss"] for v in m.values()),
                      "private": sum(v["private"] for v in m.values()),
@@ -285,6 +287,12 @@ backend brokers
                 if len(samples) % 10 == 0:
                     print(f"[{s['t']:6.1f}s] live {live} fds {s['fds']} rss {s['rss']} KiB "
                           f"private {s['private']} KiB", flush=True)
+                late = s["t"] > 2 * ramp_secs + 60
+                if not stopping and ((t_full and s["t"] >= t_full + a.hold) or late):
+                    stopping = True
+                    for sh in shards:
+                        if sh["proc"].poll() is None:
+                            sh["proc"].send_signal(signal.SIGTERM)
                 if time.time() - t0 > hold + 180:
                     raise RuntimeError("devices did not finish in time")
             lg = self.collect(shards)

@@ -15,13 +15,14 @@ VARIANTS = {
     "base": "",
     "pbs4k": "proxy_buffer_size 4k;",
     "pbs1k": "proxy_buffer_size 1k;",
-    "sslbuf4k": "ssl_buffer_size 4k;",
+    "pbs512": "proxy_buffer_size 512;",
     "preread1k": "preread_buffer_size 1k;",
     "cacheoff": "ssl_session_cache off;",
     "chacha": "ssl_conf_command Ciphersuites TLS_CHACHA20_POLY1305_SHA256;",
+    "nt0": "ssl_conf_command NumTickets 0;",
     "wc": "",  # worker_connections just above the sessions (fleetenv.nginx_conf)
     "tcpmem": "",  # kernel: tcp_rmem/tcp_wmem 4096 4096 65536 in the namespace
-    "lowmem": "proxy_buffer_size 1k; ssl_buffer_size 4k; ssl_session_cache off;",
+    "lowmem": "proxy_buffer_size 1k;",  # as in nginx-conf/low-memory.conf
 }
 TCP_SMALL = "4096 4096 65536"
 

@@ -243,8 +243,8 @@ fn script(c: &Common) -> Result<Script, String> {
     }
     let (tls, prefix) = match &c.tls {
         Some(dir) => {
-            let cfgs = pki::client_configs(dir, c.offset, c.devices)
-                .map_err(|e| format!("tls: {e}"))?;
+            let cfgs =
+                pki::client_configs(dir, c.offset, c.devices).map_err(|e| format!("tls: {e}"))?;
             let p = c.prefix.clone().unwrap_or_else(|| pki::prefix(dir));
             (Some(cfgs), p)
         }
@@ -405,12 +405,39 @@ async fn hold(a: HoldArgs) -> i32 {
             }
         })
     };
+    // SIGINT/SIGTERM: no new sessions; the held ones DISCONNECT and the
+    // summary is written (the plateau ends when the caller says so).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        let _ = stop_tx.send(true);
+    });
     for i in 0..a.sessions {
         let at = start + Duration::from_secs_f64(i as f64 / a.ramp);
-        tokio::time::sleep_until(at).await;
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = session::stopped(&mut stop) => break,
+        }
         while set.try_join_next().is_some() {}
         let (s, stats, live, hold) = (s.clone(), stats.clone(), live.clone(), hold.clone());
-        set.spawn(async move { session::held(&s, i, at.into_std(), &hold, &stats, &live).await });
+        let stop = stop_rx.clone();
+        set.spawn(
+            async move { session::held(&s, i, at.into_std(), &hold, &stats, &live, stop).await },
+        );
     }
     while set.join_next().await.is_some() {}
     reporter.abort();

@@ -79,6 +79,7 @@ async fn open(s: &Script, i: usize) -> Result<Box<dyn Io>, &'static str> {
         None => TcpStream::connect(s.target).await.map_err(kind)?,
         Some(src) => {
             let sock = TcpSocket::new_v4().map_err(kind)?;
+            no_port_at_bind(&sock);
             sock.bind(SocketAddr::V4(SocketAddrV4::new(*src, 0)))
                 .map_err(kind)?;
             sock.connect(s.target).await.map_err(kind)?
@@ -99,6 +100,26 @@ async fn open(s: &Script, i: usize) -> Result<Box<dyn Io>, &'static str> {
                 })?;
             Ok(Box::new(tls))
         }
+    }
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: the source port is picked at connect time for
+/// the 4-tuple, as for an unbound socket, instead of reserving a port of the
+/// whole ip_local_port_range at bind time (which would also take it from
+/// every other process's outgoing connections).
+fn no_port_at_bind(sock: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int
+    // and its size; failure only leaves the default behaviour.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
@@ -192,6 +213,7 @@ pub async fn held(
     hold: &Hold,
     stats: &Mutex<Stats>,
     live: &AtomicUsize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let end = tokio::time::Instant::now() + hold.duration;
     let mut start = start;
@@ -213,7 +235,7 @@ pub async fn held(
                 stats.lock().unwrap().reconnects += 1;
             }
             attempt = 0;
-            match held_session(s, i, io, start, end, hold, stats, live).await {
+            match held_session(s, i, io, start, end, hold, stats, live, &mut stop).await {
                 Held::Done => return,
                 Held::Dropped => {}
             }
@@ -226,12 +248,28 @@ pub async fn held(
         let base = (i as u64).wrapping_mul(2_654_435_761) % spread;
         let wait = Duration::from_millis(base + spread * ((1u64 << attempt.min(4)) - 1));
         attempt += 1;
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => return,
+        }
         if tokio::time::Instant::now() >= end {
             return;
         }
         start = Instant::now();
     }
+}
+
+/// Resolves once the run is told to stop (at once if it already was).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if *stop.borrow_and_update() {
+        return;
+    }
+    while stop.changed().await.is_ok() {
+        if *stop.borrow_and_update() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 enum Held {
@@ -249,6 +287,7 @@ async fn held_session(
     hold: &Hold,
     stats: &Mutex<Stats>,
     live: &AtomicUsize,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Held {
     let now = live.fetch_add(1, Ordering::Relaxed) + 1;
     {
@@ -288,6 +327,7 @@ async fn held_session(
             r = io.read(&mut buf) => {
                 if matches!(r, Ok(0) | Err(_)) { dropped = true; break; }
             }
+            _ = stopped(stop) => break,
         }
     }
     live.fetch_sub(1, Ordering::Relaxed);
