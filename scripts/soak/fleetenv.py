@@ -117,7 +117,8 @@ stream {{
 
     def haproxy_conf(self, port, brokers):
         servers = "".join(f"    server s{b['i']} {b['addr']}\n" for b in brokers)
-        per = self.n // self.lay["haproxy_procs"] + 2000
+        # HAProxy wants 2 x maxconn descriptors (and refuses to start without).
+        per = min(-(-self.n // self.lay["haproxy_procs"]) + 500, (self.lay["fd_limit"] - 200) // 2)
         return f"""global
     nbthread 1
     maxconn {per}
