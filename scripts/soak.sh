@@ -3,8 +3,9 @@
 # figures). Everything runs on 127.0.0.1, every load is bounded, and every
 # process is stopped by PID.
 #
-#   scripts/soak.sh              all of: slow leaks valgrind scale
+#   scripts/soak.sh              all of: slow leaks valgrind scale fleet
 #   scripts/soak.sh slow leaks   only those
+#   scripts/soak.sh --quick      scale, and fleet compare at 10,000 devices
 #
 #   slow      1,000 slow clients (stalled, trickling, silent; TCP and TLS) closed
 #             by preread_timeout while devices connect (tests/reliability_slow.rs)
@@ -15,17 +16,28 @@
 #             with its zones full, across a reload and on takeovers (admission.rs)
 #   scale     10,000 concurrent mutual-TLS sessions to three brokers, held ~a minute,
 #             every device publishing (scripts/soak/scale.py, bench/loadgen)
+#   fleet     the same devices through (a) nginx proxy_pass only, (b) nginx + the
+#             module, (d) HAProxy 2.6 with MQTT rules; tuning one setting at a
+#             time; upstream source addresses; reconnect storms, in a private
+#             network namespace (scripts/soak/fleet.py, docs/SCALE.md). Debian's
+#             nginx 1.22 with target/distro-module (built if missing).
 #
 # Environment: SOAK_OUT (default target/soak) for logs and JSON;
 # SCALE_SESSIONS (10000), SCALE_HOLD (80 s), SCALE_RAMP (500/s);
 # SOAK_SLOW_CLIENTS (1000); SOAK_LEAK_SESSIONS (100000);
+# FLEET_SESSIONS (10000; the full run is 100000), FLEET_MODES
+# ("compare tune ports storm storm-limit"), FLEET_RAMP (200/s), FLEET_HOLD (60 s);
 # CARGO_TARGET_DIR as usual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 RUNS=("$@")
-[[ ${#RUNS[@]} -eq 0 ]] && RUNS=(slow leaks valgrind scale)
+if [[ ${RUNS[0]:-} == --quick ]]; then
+    RUNS=(scale fleet)
+    export FLEET_SESSIONS=10000 FLEET_MODES=compare
+fi
+[[ ${#RUNS[@]} -eq 0 ]] && RUNS=(slow leaks valgrind scale fleet)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$(realpath -m "${SOAK_OUT:-$TARGET/soak}")
 mkdir -p "$OUT"
@@ -106,8 +118,34 @@ for run in "${RUNS[@]}"; do
         record scale "${PIPESTATUS[0]}"
         set -e
         ;;
+    fleet)
+        cargo build --release --locked -q --manifest-path bench/loadgen/Cargo.toml \
+            --target-dir "$TARGET/loadgen"
+        module=${FLEET_MODULE:-$TARGET/distro-module/ngx_stream_mqtt_preread_module.so}
+        [[ -f $module ]] || scripts/build-module.sh --nginx /usr/sbin/nginx \
+            --source /usr/share/nginx/src --out "$(dirname "$module")"
+        n=${FLEET_SESSIONS:-10000}
+        echo "== fleet ($n devices)"
+        for mode in ${FLEET_MODES:-compare tune ports storm storm-limit}; do
+            label=$mode extra=()
+            case $mode in
+            tune) extra=(--sessions "$((n < 5000 ? n : 5000))" --publish-interval 0 --hold 30) ;;
+            ports) extra=(--sessions 3000 --brokers 1 --port-range "50000 50999") ;;
+            storm-limit) mode=storm extra=(--sessions "$n" --limit) ;;
+            *) extra=(--sessions "$n") ;;
+            esac
+            set +e
+            python3 scripts/soak/fleet.py "$mode" --module "$module" \
+                --loadgen "$TARGET/loadgen/release/loadgen" --certs "$OUT/fleet/certs-$n" \
+                --out "$OUT/fleet" --ramp "${FLEET_RAMP:-200}" --hold "${FLEET_HOLD:-60}" \
+                "${extra[@]}" 2>&1 | tee "$OUT/fleet-$label.log"
+            # ports: the run without proxy_bind fails by design; the check is the fix.
+            record "fleet $label" "${PIPESTATUS[0]}"
+            set -e
+        done
+        ;;
     *)
-        echo "unknown run $run (slow leaks valgrind scale)"
+        echo "unknown run $run (slow leaks valgrind scale fleet)"
         exit 2
         ;;
     esac

@@ -382,3 +382,50 @@ fn metrics_conf_serves_the_counts_of_the_devices_server() {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
 }
+
+#[test]
+fn low_memory_conf_proxies_over_small_buffers_from_several_source_addresses() {
+    let gw = Shipped::start("low-memory.conf");
+    let pki = pki();
+    let cli = |id: &str| {
+        MqttCli::new(gw.tls, Version::V311)
+            .id(id)
+            .tls(pki, Some(pki.client(id)))
+    };
+    // A message three times proxy_buffer_size crosses intact.
+    let big = "x".repeat(3000);
+    assert!(cli("thing001")
+        .publish("devices/thing001/t", &big)
+        .success());
+    let line = gw.wait_access("client_id=\"thing001\"");
+    assert!(line.contains("status=200"), "{line}");
+    let broker = gw.broker_of(&line);
+    let log = wait_until(DEADLINE, "the broker's PUBLISH line", || {
+        let log = broker.log_text();
+        log.lines()
+            .any(|l| l.contains("Received PUBLISH from thing001") && l.contains("(3000 bytes)"))
+            .then_some(log)
+    });
+    // The upstream connection left from one of the split_clients addresses.
+    let connected = log
+        .lines()
+        .find(|l| l.contains("New client connected") && l.contains(" as thing001 "))
+        .unwrap_or_else(|| panic!("no connection line in\n{log}"));
+    assert!(
+        (1..=4).any(|k| connected.contains(&format!("from 127.0.1.{k}:"))),
+        "{connected}"
+    );
+    // The certificate still binds the ClientId.
+    let spoof = MqttCli::new(gw.tls, Version::V311)
+        .id("thing002")
+        .tls(pki, Some(pki.client("thing001")));
+    assert!(spoof
+        .publish("t", "1")
+        .stderr
+        .contains("identifier rejected"));
+    let line = gw.wait_access("reject=\"client_id_mismatch\"");
+    assert!(
+        line.contains("status=403") && line.contains("upstream=-"),
+        "{line}"
+    );
+}

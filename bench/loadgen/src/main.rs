@@ -18,7 +18,7 @@ mod responder;
 mod session;
 mod stats;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,6 +84,17 @@ struct Common {
     /// Number of distinct devices (ClientIds); connection i uses device i mod N.
     #[arg(long, default_value_t = 1000)]
     devices: usize,
+    /// First device of this process (several processes share one `certs`
+    /// directory, each with its own slice of the devices).
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Bind connection i to source address `--source-base` + (i mod
+    /// `--source-count`): one source address reaches one gateway port from
+    /// at most ip_local_port_range ports.
+    #[arg(long)]
+    source_base: Option<Ipv4Addr>,
+    #[arg(long, default_value_t = 1)]
+    source_count: u32,
     /// ClientId prefix (default: the one the certs were made with, else "dev-").
     #[arg(long)]
     prefix: Option<String>,
@@ -159,6 +170,16 @@ struct HoldArgs {
     /// Seconds between a session's publishes (0: never; PINGREQ at keep-alive/2 instead).
     #[arg(long, default_value_t = 5.0)]
     publish_interval: f64,
+    /// A session the gateway drops connects again (after up to
+    /// `--reconnect-jitter-ms`, then with doubling back-off while refused)
+    /// until its hold time is over: reconnect storms.
+    #[arg(long)]
+    reconnect: bool,
+    #[arg(long, default_value_t = 1000)]
+    reconnect_jitter_ms: u64,
+    /// Progress line (live sessions, CONNACKs, errors) every this many ms.
+    #[arg(long, default_value_t = 5000)]
+    report_ms: u64,
 }
 
 fn main() {
@@ -222,7 +243,8 @@ fn script(c: &Common) -> Result<Script, String> {
     }
     let (tls, prefix) = match &c.tls {
         Some(dir) => {
-            let cfgs = pki::client_configs(dir, c.devices).map_err(|e| format!("tls: {e}"))?;
+            let cfgs =
+                pki::client_configs(dir, c.offset, c.devices).map_err(|e| format!("tls: {e}"))?;
             let p = c.prefix.clone().unwrap_or_else(|| pki::prefix(dir));
             (Some(cfgs), p)
         }
@@ -233,8 +255,16 @@ fn script(c: &Common) -> Result<Script, String> {
         .map_or(c.devices, |v| v.len().min(c.devices))
         .max(1);
     let sni = rustls::pki_types::ServerName::try_from(c.sni.clone()).map_err(|e| e.to_string())?;
+    let sources = match c.source_base {
+        None => Vec::new(),
+        Some(base) => (0..c.source_count.max(1))
+            .map(|k| Ipv4Addr::from(u32::from(base).wrapping_add(k)))
+            .collect(),
+    };
     Ok(Script {
         target: c.target,
+        offset: c.offset,
+        sources,
         tls,
         sni,
         version: c.mqtt,
@@ -346,11 +376,13 @@ async fn hold(a: HoldArgs) -> i32 {
         duration: Duration::from_secs(a.hold_secs),
         publish_interval: (a.publish_interval > 0.0)
             .then(|| Duration::from_secs_f64(a.publish_interval)),
+        reconnect: a.reconnect,
+        reconnect_jitter: Duration::from_millis(a.reconnect_jitter_ms),
     };
     let t0 = Instant::now();
     let start = tokio::time::Instant::now();
     let mut set = tokio::task::JoinSet::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(Duration::from_millis(a.report_ms.max(100)));
     ticker.tick().await;
     let quiet = a.common.quiet;
     let reporter = {
@@ -361,23 +393,51 @@ async fn hold(a: HoldArgs) -> i32 {
                 if !quiet {
                     let st = stats.lock().unwrap();
                     eprintln!(
-                        "[{:>6.1}s] live sessions {}, connacks {}, errors {}, publishes {}",
+                        "[{:>6.1}s] live sessions {}, connacks {}, errors {}, publishes {}, reconnects {}",
                         t0.elapsed().as_secs_f64(),
                         live.load(Ordering::Relaxed),
                         st.ok,
                         st.errors.values().sum::<u64>(),
-                        st.publishes
+                        st.publishes,
+                        st.reconnects
                     );
                 }
             }
         })
     };
+    // SIGINT/SIGTERM: no new sessions; the held ones DISCONNECT and the
+    // summary is written (the plateau ends when the caller says so).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        let _ = stop_tx.send(true);
+    });
     for i in 0..a.sessions {
         let at = start + Duration::from_secs_f64(i as f64 / a.ramp);
-        tokio::time::sleep_until(at).await;
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = session::stopped(&mut stop) => break,
+        }
         while set.try_join_next().is_some() {}
         let (s, stats, live, hold) = (s.clone(), stats.clone(), live.clone(), hold.clone());
-        set.spawn(async move { session::held(&s, i, at.into_std(), &hold, &stats, &live).await });
+        let stop = stop_rx.clone();
+        set.spawn(
+            async move { session::held(&s, i, at.into_std(), &hold, &stats, &live, stop).await },
+        );
     }
     while set.join_next().await.is_some() {}
     reporter.abort();
@@ -387,6 +447,7 @@ async fn hold(a: HoldArgs) -> i32 {
         ("sessions", a.sessions as f64),
         ("hold_secs", a.hold_secs as f64),
         ("peak_live", st.peak_live as f64),
+        ("reconnects", st.reconnects as f64),
     ];
     report(
         &a.common,

@@ -83,7 +83,11 @@ pub fn generate(dir: &Path, devices: usize, prefix: &str) -> Result<(), Error> {
 /// One rustls client configuration per device (its certificate as the
 /// client identity), trusting the bench CA, with session resumption off so
 /// every connection is a full handshake.
-pub fn client_configs(dir: &Path, limit: usize) -> Result<Vec<Arc<rustls::ClientConfig>>, Error> {
+pub fn client_configs(
+    dir: &Path,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<Arc<rustls::ClientConfig>>, Error> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(dir.join("ca.pem"))? {
         roots.add(c?)?;
@@ -94,7 +98,7 @@ pub fn client_configs(dir: &Path, limit: usize) -> Result<Vec<Arc<rustls::Client
     let keys = PrivatePkcs8KeyDer::pem_file_iter(&bundle)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut out = Vec::new();
-    for (cert, key) in certs.zip(keys).take(limit) {
+    for (cert, key) in certs.zip(keys).skip(offset).take(limit) {
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(roots.clone())

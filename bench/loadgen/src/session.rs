@@ -2,14 +2,14 @@
 //! DISCONNECT (`once`) or a held session that publishes periodically (`held`).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
 use crate::mqtt;
@@ -18,6 +18,10 @@ use crate::stats::Stats;
 
 pub struct Script {
     pub target: SocketAddr,
+    /// First device of this process.
+    pub offset: usize,
+    /// Source addresses, connection i binds to sources[i mod len] (empty: the kernel's choice).
+    pub sources: Vec<Ipv4Addr>,
     pub tls: Option<Vec<Arc<rustls::ClientConfig>>>,
     pub sni: ServerName<'static>,
     pub version: u8,
@@ -37,6 +41,8 @@ pub struct Script {
 pub struct Hold {
     pub duration: Duration,
     pub publish_interval: Option<Duration>,
+    pub reconnect: bool,
+    pub reconnect_jitter: Duration,
 }
 
 pub enum Outcome {
@@ -55,7 +61,7 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 fn client_id(s: &Script, i: usize) -> String {
-    let id = device_id(&s.prefix, i % s.devices);
+    let id = device_id(&s.prefix, s.offset + i % s.devices);
     if s.mismatch {
         format!("{id}-not-my-cn")
     } else {
@@ -64,13 +70,21 @@ fn client_id(s: &Script, i: usize) -> String {
 }
 
 async fn open(s: &Script, i: usize) -> Result<Box<dyn Io>, &'static str> {
-    let tcp = TcpStream::connect(s.target)
-        .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::ConnectionRefused => "tcp-connect-refused",
-            io::ErrorKind::AddrNotAvailable => "tcp-connect-no-local-port",
-            _ => "tcp-connect-error",
-        })?;
+    let kind = |e: io::Error| match e.kind() {
+        io::ErrorKind::ConnectionRefused => "tcp-connect-refused",
+        io::ErrorKind::AddrNotAvailable => "tcp-connect-no-local-port",
+        _ => "tcp-connect-error",
+    };
+    let tcp = match s.sources.get(i % s.sources.len().max(1)) {
+        None => TcpStream::connect(s.target).await.map_err(kind)?,
+        Some(src) => {
+            let sock = TcpSocket::new_v4().map_err(kind)?;
+            no_port_at_bind(&sock);
+            sock.bind(SocketAddr::V4(SocketAddrV4::new(*src, 0)))
+                .map_err(kind)?;
+            sock.connect(s.target).await.map_err(kind)?
+        }
+    };
     let _ = tcp.set_nodelay(true);
     match &s.tls {
         None => Ok(Box::new(tcp)),
@@ -86,6 +100,26 @@ async fn open(s: &Script, i: usize) -> Result<Box<dyn Io>, &'static str> {
                 })?;
             Ok(Box::new(tls))
         }
+    }
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: the source port is picked at connect time for
+/// the 4-tuple, as for an unbound socket, instead of reserving a port of the
+/// whole ip_local_port_range at bind time (which would also take it from
+/// every other process's outgoing connections).
+fn no_port_at_bind(sock: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int
+    // and its size; failure only leaves the default behaviour.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
@@ -170,7 +204,8 @@ pub async fn once(s: &Script, i: usize, start: Instant) -> Outcome {
 
 /// A held session: after CONNACK, publishes every interval (or PINGREQs at
 /// keep-alive/2) until `hold.duration` has passed, watching for the gateway
-/// closing it; then DISCONNECT.
+/// closing it; then DISCONNECT. With `hold.reconnect`, a dropped or refused
+/// session connects again (jittered, doubling back-off) until the end.
 pub async fn held(
     s: &Script,
     i: usize,
@@ -178,12 +213,82 @@ pub async fn held(
     hold: &Hold,
     stats: &Mutex<Stats>,
     live: &AtomicUsize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut io = match tokio::time::timeout(s.timeout, connect(s, i, start)).await {
-        Err(_) => return stats.lock().unwrap().error("timeout-before-connack"),
-        Ok(Err(out)) => return stats.lock().unwrap().record(out),
-        Ok(Ok(io)) => io,
-    };
+    let end = tokio::time::Instant::now() + hold.duration;
+    let mut start = start;
+    let mut attempt: u64 = 0;
+    loop {
+        let mut io = match tokio::time::timeout(s.timeout, connect(s, i, start)).await {
+            Err(_) => {
+                stats.lock().unwrap().error("timeout-before-connack");
+                None
+            }
+            Ok(Err(out)) => {
+                stats.lock().unwrap().record(out);
+                None
+            }
+            Ok(Ok(io)) => Some(io),
+        };
+        if let Some(io) = io.take() {
+            if attempt > 0 {
+                stats.lock().unwrap().reconnects += 1;
+            }
+            attempt = 0;
+            match held_session(s, i, io, start, end, hold, stats, live, &mut stop).await {
+                Held::Done => return,
+                Held::Dropped => {}
+            }
+        }
+        if !hold.reconnect || tokio::time::Instant::now() >= end {
+            return;
+        }
+        // Jitter spread by device, then doubling back-off up to 16x.
+        let spread = hold.reconnect_jitter.as_millis().max(1) as u64;
+        let base = (i as u64).wrapping_mul(2_654_435_761) % spread;
+        let wait = Duration::from_millis(base + spread * ((1u64 << attempt.min(4)) - 1));
+        attempt += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        if tokio::time::Instant::now() >= end {
+            return;
+        }
+        start = Instant::now();
+    }
+}
+
+/// Resolves once the run is told to stop (at once if it already was).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if *stop.borrow_and_update() {
+        return;
+    }
+    while stop.changed().await.is_ok() {
+        if *stop.borrow_and_update() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+enum Held {
+    Done,
+    Dropped,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn held_session(
+    s: &Script,
+    i: usize,
+    mut io: Box<dyn Io>,
+    start: Instant,
+    end: tokio::time::Instant,
+    hold: &Hold,
+    stats: &Mutex<Stats>,
+    live: &AtomicUsize,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Held {
     let now = live.fetch_add(1, Ordering::Relaxed) + 1;
     {
         let mut st = stats.lock().unwrap();
@@ -192,7 +297,6 @@ pub async fn held(
         });
         st.peak_live = st.peak_live.max(now);
     }
-    let end = tokio::time::Instant::now() + hold.duration;
     let period = hold
         .publish_interval
         .unwrap_or(Duration::from_secs((s.keep_alive as u64 / 2).max(1)));
@@ -223,12 +327,13 @@ pub async fn held(
             r = io.read(&mut buf) => {
                 if matches!(r, Ok(0) | Err(_)) { dropped = true; break; }
             }
+            _ = stopped(stop) => break,
         }
     }
     live.fetch_sub(1, Ordering::Relaxed);
     if dropped {
         stats.lock().unwrap().error("dropped-during-hold");
-        return;
+        return Held::Dropped;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         io.write_all(&mqtt::disconnect()).await?;
@@ -236,4 +341,5 @@ pub async fn held(
         io.shutdown().await
     })
     .await;
+    Held::Done
 }

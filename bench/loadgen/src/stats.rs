@@ -18,6 +18,8 @@ pub struct Stats {
     pub lag: Histogram<u64>,
     pub publishes: u64,
     pub peak_live: usize,
+    /// Held sessions that connected again after the gateway dropped them.
+    pub reconnects: u64,
 }
 
 impl Stats {
@@ -30,6 +32,7 @@ impl Stats {
             lag: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram"),
             publishes: 0,
             peak_live: 0,
+            reconnects: 0,
         }
     }
 
