@@ -12,7 +12,7 @@ use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
 use ngx::ngx_conf_log_error;
 
-use super::{ConnZone, LimitRef, RateZone};
+use super::{ConnConf, ConnZone, LimitRef, RateConf, RateZone};
 use crate::conf::MqttSrvConf;
 use crate::session::str_bytes;
 use crate::set_connect::args;
@@ -32,26 +32,32 @@ fn fail(cf: *mut ngx_conf_t, message: &str) -> *mut c_char {
 }
 
 /// `mqtt_limit_connect_zone` and `mqtt_limit_conn_zone`: the zone and its
-/// key; the rest of the arguments are the kind's.
+/// key (`set` stores the key and the kind's own arguments); the directive's
+/// result.
 fn define_zone<K: ZoneKind>(
     cf: *mut ngx_conf_t,
     key: &mut ngx_str_t,
     zone_arg: &ngx_str_t,
-    set: impl FnOnce(&mut K::Conf, Value) -> Result<(), String>,
+    set: impl FnOnce(&mut K::Conf, Value),
     defined: impl Fn(&K::Conf) -> bool,
-) -> Result<(), String> {
-    let (name, size) = parse_zone_arg(zone_arg, true)?;
-    let mut zone = Zone::<K>::add(cf, &name, size)?;
-    // SAFETY: a configuration-pool allocation of this cycle, only touched
-    // by the configuration thread.
-    let zone = unsafe { zone.as_mut() };
-    if defined(&zone.conf) {
-        return Err(format!("{} \"{}\" is duplicate", K::DIRECTIVE, text(&name)));
+) -> *mut c_char {
+    let result = (|| {
+        let (name, size) = parse_zone_arg(zone_arg, true)?;
+        let mut zone = Zone::<K>::add(cf, &name, size)?;
+        // SAFETY: a configuration-pool allocation of this cycle, only
+        // touched by the configuration thread.
+        let zone = unsafe { zone.as_mut() };
+        if defined(&zone.conf) {
+            return Err(format!("{} \"{}\" is duplicate", K::DIRECTIVE, text(&name)));
+        }
+        let key = Value::compile(cf, key).ok_or_else(String::new)?;
+        set(&mut zone.conf, key);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ptr::null_mut(),
+        Err(message) => fail(cf, &message),
     }
-    let Some(key) = Value::compile(cf, key) else {
-        return Err(String::new());
-    };
-    set(&mut zone.conf, key)
 }
 
 pub unsafe extern "C" fn limit_connect_zone(
@@ -85,22 +91,14 @@ pub unsafe extern "C" fn limit_connect_zone(
             "\"mqtt_limit_connect_zone\" takes KEY zone=NAME:SIZE rate=RATE",
         );
     };
-    let result = define_zone::<RateZone>(
-        cf,
-        key,
-        &zone_arg,
-        |conf, cv| {
-            conf.key = cv;
-            conf.rate = rate;
-            conf.defined = true;
-            Ok(())
-        },
-        |conf| conf.defined,
-    );
-    match result {
-        Ok(()) => ptr::null_mut(),
-        Err(message) => fail(cf, &message),
-    }
+    let set = |conf: &mut RateConf, key| {
+        *conf = RateConf {
+            key,
+            rate,
+            defined: true,
+        }
+    };
+    define_zone::<RateZone>(cf, key, &zone_arg, set, |conf| conf.defined)
 }
 
 pub unsafe extern "C" fn limit_conn_zone(
@@ -114,21 +112,11 @@ pub unsafe extern "C" fn limit_conn_zone(
         return fail(cf, "\"mqtt_limit_conn_zone\" takes KEY zone=NAME:SIZE");
     };
     let zone_arg = *zone_arg;
-    let result = define_zone::<ConnZone>(
-        cf,
-        key,
-        &zone_arg,
-        |conf, cv| {
-            conf.key = cv;
-            conf.defined = true;
-            Ok(())
-        },
-        |conf| conf.defined,
-    );
-    match result {
-        Ok(()) => ptr::null_mut(),
-        Err(message) => fail(cf, &message),
-    }
+    let set = |conf: &mut ConnConf, key| {
+        conf.key = key;
+        conf.defined = true;
+    };
+    define_zone::<ConnZone>(cf, key, &zone_arg, set, |conf| conf.defined)
 }
 
 /// The zone a `zone=NAME` argument refers to, defined before or after.

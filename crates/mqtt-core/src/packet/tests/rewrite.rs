@@ -314,18 +314,7 @@ mod boundary {
 
     fn packet(kind: u8, body_len: usize) -> Vec<u8> {
         let mut out = vec![kind];
-        let mut n = body_len;
-        loop {
-            let mut byte = (n % 128) as u8;
-            n /= 128;
-            if n > 0 {
-                byte |= 0x80;
-            }
-            out.push(byte);
-            if n == 0 {
-                break;
-            }
-        }
+        crate::packet::encode::put_var_int(&mut out, body_len as u32);
         out.extend(std::iter::repeat_n(0xAB, body_len));
         out
     }
