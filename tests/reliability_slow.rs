@@ -156,13 +156,16 @@ fn slow_clients_are_closed_by_preread_timeout_while_devices_connect() {
                     .expect("spawn slow client")
             })
             .collect();
-        let slow = handles
-            .into_iter()
-            .map(|h| h.join().expect("slow client thread"))
-            .collect();
+        // The device thread stops before any slow client's failure is
+        // reported: a panic here would otherwise leave the scope waiting
+        // for it for ever.
+        let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         done.store(true, Ordering::Relaxed);
         devices.join().expect("device thread");
-        slow
+        joined
+            .into_iter()
+            .map(|slow| slow.expect("slow client thread"))
+            .collect()
     });
 
     // Every slow client was closed, not before the timeout, with nothing
