@@ -83,21 +83,37 @@ apt_get() {
 step() { echo "== package: $*"; }
 fail() { echo "test-package.sh: FAILED: $*" >&2; exit 1; }
 
+# A port below the kernel's ephemeral range (ip_local_port_range starts at
+# 32768), so that no outgoing connection can be holding it, and that no
+# socket of any state uses; never one already handed out by this script.
+# Sets the variable named $1.
+taken_ports=()
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 30000))
-        [[ -n $(ss -Htln "sport = :$port") ]] || { echo "$port"; return; }
+        port=$((20000 + RANDOM % 12000))
+        [[ " ${taken_ports[*]} " == *" $port "* ]] && continue
+        [[ -n $(ss -Htan "sport = :$port") ]] && continue
+        taken_ports+=("$port")
+        printf -v "$1" '%s' "$port"
+        return
     done
 }
 
+# Waits until something listens on $1, while process $2 runs; on failure
+# shows the end of the files after them, that process's output and logs.
 wait_port() {
     local port=$1 pid=$2
+    shift 2
     for _ in $(seq 100); do
         [[ -z $(ss -Htln "sport = :$port") ]] || return 0
-        kill -0 "$pid" 2>/dev/null || fail "process $pid exited before listening on $port"
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$@" >&2 2>/dev/null || true
+            fail "process $pid exited before listening on $port"
+        fi
         sleep 0.1
     done
+    tail -n 20 "$@" >&2 2>/dev/null || true
     fail "nothing listens on 127.0.0.1:$port"
 }
 
@@ -156,8 +172,8 @@ if [[ -z ${SKIP_E2E:-} ]]; then
 fi
 
 step "a gateway: the stock nginx.conf plus one stream {} block"
-broker=$(free_port)
-gateway=$(free_port)
+free_port broker
+free_port gateway
 cat >"$work/mosquitto.conf" <<EOF
 listener $broker 127.0.0.1
 allow_anonymous true
@@ -169,7 +185,7 @@ EOF
 mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.out" 2>&1 &
 mosquitto_pid=$!
 pids+=("$mosquitto_pid")
-wait_port "$broker" "$mosquitto_pid"
+wait_port "$broker" "$mosquitto_pid" "$work/mosquitto.out" "$work/mosquitto.log"
 
 mkdir -p "$work/gateway"
 {
@@ -194,7 +210,7 @@ stream {
 EOF
 } >"$work/gateway/nginx.conf"
 start_nginx "$work/gateway/nginx.conf"
-wait_port "$gateway" "$nginx_pid"
+wait_port "$gateway" "$nginx_pid" "$work/nginx.out"
 
 # Retained, so that the subscriber reads it whenever it is in.
 mosquitto_pub -h 127.0.0.1 -p "$gateway" -i thing001 -t test/package -r -m "through the gateway"
@@ -227,7 +243,7 @@ mkdir -p "$work/after"
     printf '\nstream {\n    server {\n        listen 127.0.0.1:%s;\n        return "nginx is up\\n";\n    }\n}\n' "$gateway"
 } >"$work/after/nginx.conf"
 start_nginx "$work/after/nginx.conf"
-wait_port "$gateway" "$nginx_pid"
+wait_port "$gateway" "$nginx_pid" "$work/nginx.out"
 exec 3<>"/dev/tcp/127.0.0.1/$gateway"
 read -r reply <&3
 exec 3<&-
