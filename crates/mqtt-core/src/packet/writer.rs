@@ -24,6 +24,11 @@ impl Writer<'_> {
         self.out.len().saturating_sub(self.pos)
     }
 
+    /// What has been written so far.
+    pub(super) fn written(&self) -> &[u8] {
+        self.out.get(..self.pos).unwrap_or_default()
+    }
+
     pub(super) fn put(&mut self, bytes: &[u8]) {
         let end = self.pos.saturating_add(bytes.len());
         if let Some(dst) = self.out.get_mut(self.pos..end) {

@@ -154,7 +154,7 @@ fn user_properties_are_appended_in_mqtt_5_only() {
 #[test]
 fn values_a_device_could_not_send_fail_the_rewrite() {
     let packet = device(ProtocolLevel::V311).encode();
-    let failures: [(ConnectRewrite<'_>, RewriteError); 3] = [
+    let failures: [(ConnectRewrite<'_>, RewriteError); 4] = [
         (
             ConnectRewrite {
                 username: FieldEdit::Set(b"\xff\xfe"),
@@ -171,6 +171,13 @@ fn values_a_device_could_not_send_fail_the_rewrite() {
         ),
         (
             ConnectRewrite {
+                username: FieldEdit::Set("grüße\0".as_bytes()),
+                ..ConnectRewrite::NONE
+            },
+            RewriteError::NotUtf8(RewriteField::Username),
+        ),
+        (
+            ConnectRewrite {
                 password: FieldEdit::Set(&[b'p'; 65_536]),
                 ..ConnectRewrite::NONE
             },
@@ -179,6 +186,15 @@ fn values_a_device_could_not_send_fail_the_rewrite() {
     ];
     for (rewrite, expected) in &failures {
         assert_eq!(rewritten(&packet, rewrite), Err(*expected));
+    }
+    // Well-formed UTF-8 beyond ASCII, and every ASCII character but U+0000.
+    let ascii: Vec<u8> = (1..=0x7f).collect();
+    for value in ["grüße, 東京".as_bytes(), &ascii] {
+        let rewrite = ConnectRewrite {
+            username: FieldEdit::Set(value),
+            ..ConnectRewrite::NONE
+        };
+        assert!(rewritten(&packet, &rewrite).is_ok());
     }
     // An empty ClientId: 3.1.1 with Clean Session may have one, 3.1 never.
     let empty = ConnectRewrite {
