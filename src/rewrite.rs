@@ -10,6 +10,7 @@
 //! untouched. The filter sees the same bytes whether nginx's preread read
 //! them or only peeked at them, so both work alike.
 
+use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -41,6 +42,9 @@ pub struct PendingRewrite {
     original: ngx_str_t,
     /// A read-only buffer over the rewritten CONNECT.
     replacement: ngx_buf_t,
+    /// The chain link that passes `replacement` on, so that none is taken
+    /// from the pool.
+    link: ngx_chain_t,
     state: FilterState,
 }
 
@@ -78,7 +82,7 @@ pub fn prepare(
     // getters, which borrow the session's context. They live in `scratch`
     // where they fit, otherwise in the session's pool, until the rewritten
     // packet has been written.
-    let mut scratch = [0u8; SCRATCH];
+    let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
     let mut used = 0;
     let mut fields: [Option<ngx_str_t>; 3] = [None; 3];
     let mut properties = [(EMPTY, EMPTY); INLINE_PROPERTIES];
@@ -243,8 +247,14 @@ impl PendingRewrite {
             p.as_ptr().write(PendingRewrite {
                 original: crate::session::borrowed_str(original),
                 replacement,
+                link: ngx_chain_t {
+                    buf: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                },
                 state: FilterState::Start,
             });
+            // It stays where it is for the rest of the session.
+            (*p.as_ptr()).link.buf = ptr::addr_of_mut!((*p.as_ptr()).replacement);
         }
         Some(p)
     }
@@ -286,65 +296,31 @@ unsafe extern "C" fn rewrite_filter(
     let Some(next) = (unsafe { NEXT_FILTER }) else {
         return NGX_ERROR;
     };
+    // SAFETY: nginx passes the live session whose data this is, and runs no
+    // handler of this module meanwhile.
+    let session = unsafe { Session::from_ptr(s) };
     let mut chain = chain;
-    if from_upstream == 0 && !chain.is_null() {
-        // SAFETY: nginx passes the live session whose data this is, and
-        // runs no handler of this module meanwhile.
-        let Some(mut session) = (unsafe { Session::from_ptr(s) }) else {
+    if let (Some(mut session), false) = (session, chain.is_null()) {
+        if from_upstream == 0 {
+            match rewrite(&mut session, chain) {
+                Ok(rewritten) => chain = rewritten,
+                Err(what) => {
+                    mqtt_log!(NGX_LOG_ALERT, session.connection().log, "{}, closing", what);
+                    return NGX_ERROR;
+                }
+            }
+        } else if follow_downstream(&mut session, chain).is_err() {
             return NGX_ERROR;
-        };
-        match catch_unwind(AssertUnwindSafe(|| filter(&mut session, chain))) {
-            Ok(Ok(rewritten)) => chain = rewritten,
-            Ok(Err(what)) => {
-                mqtt_log!(NGX_LOG_ALERT, session.connection().log, "{}, closing", what);
-                return NGX_ERROR;
-            }
-            Err(_) => {
-                let log = session.connection().log;
-                mqtt_log!(NGX_LOG_ALERT, log, "internal error while rewriting CONNECT");
-                return NGX_ERROR;
-            }
-        }
-    } else if from_upstream != 0 && !chain.is_null() {
-        // SAFETY: as above.
-        if let Some(mut session) = unsafe { Session::from_ptr(s) } {
-            if catch_unwind(AssertUnwindSafe(|| follow_downstream(&mut session, chain))).is_err() {
-                return NGX_ERROR;
-            }
         }
     }
     // SAFETY: the next filter of the chain, with the arguments nginx gave.
     unsafe { next(s, chain, from_upstream) }
 }
 
-/// Follows the packets on their way to an MQTT 5 device that a takeover
-/// may tell to go.
-fn follow_downstream(s: &mut Session<'_>, chain: *const ngx_chain_t) {
-    if !s
-        .srv_conf::<Module>()
-        .is_some_and(|conf| conf.limit_conn_takeover)
-    {
-        return;
-    }
-    let (_, Some(ctx)) = s.connection_and_ctx::<Module>() else {
-        return;
-    };
-    if ctx.held.is_none() || ctx.level != Some(ProtocolLevel::V5) {
-        return;
-    }
-    let mut link = chain;
-    // SAFETY: the proxy's chain of valid links and memory buffers, whose
-    // [pos, last) is initialised; only read here.
-    while let Some(cl) = unsafe { link.as_ref() } {
-        link = cl.next;
-        if let Some(buf) = unsafe { cl.buf.as_ref() } {
-            let bytes = unsafe { core::slice::from_raw_parts(buf.pos, size(buf)) };
-            ctx.downstream.feed(bytes);
-        }
-    }
-}
-
-fn filter(s: &mut Session<'_>, chain: *mut ngx_chain_t) -> Result<*mut ngx_chain_t, &'static str> {
+/// The chain to pass on to the upstream: `chain`, or while the device's
+/// CONNECT has not gone by, the chain with the rewritten CONNECT in its
+/// place.
+fn rewrite(s: &mut Session<'_>, chain: *mut ngx_chain_t) -> Result<*mut ngx_chain_t, &'static str> {
     let (c, ctx) = s.connection_and_ctx::<Module>();
     let Some(mut pending) = ctx.and_then(|ctx| ctx.rewrite) else {
         return Ok(chain);
@@ -355,7 +331,38 @@ fn filter(s: &mut Session<'_>, chain: *mut ngx_chain_t) -> Result<*mut ngx_chain
     if pending.state == FilterState::Done {
         return Ok(chain);
     }
-    put_in_place(c, pending, chain)
+    catch_unwind(AssertUnwindSafe(|| put_in_place(c, pending, chain)))
+        .unwrap_or(Err("internal error while rewriting CONNECT"))
+}
+
+/// Follows the packets on their way to an MQTT 5 device that a takeover
+/// may tell to go.
+fn follow_downstream(s: &mut Session<'_>, chain: *const ngx_chain_t) -> Result<(), ()> {
+    if !s
+        .srv_conf::<Module>()
+        .is_some_and(|conf| conf.limit_conn_takeover)
+    {
+        return Ok(());
+    }
+    let (_, Some(ctx)) = s.connection_and_ctx::<Module>() else {
+        return Ok(());
+    };
+    if ctx.held.is_none() || ctx.level != Some(ProtocolLevel::V5) {
+        return Ok(());
+    }
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut link = chain;
+        // SAFETY: the proxy's chain of valid links and memory buffers,
+        // whose [pos, last) is initialised; only read here.
+        while let Some(cl) = unsafe { link.as_ref() } {
+            link = cl.next;
+            if let Some(buf) = unsafe { cl.buf.as_ref() } {
+                let bytes = unsafe { core::slice::from_raw_parts(buf.pos, size(buf)) };
+                ctx.downstream.feed(bytes);
+            }
+        }
+    }))
+    .map_err(|_| ())
 }
 
 /// The chain to pass on in place of `input`: the device's bytes up to and
@@ -415,8 +422,7 @@ fn put_in_place(
                         return Err("bytes on the way to the upstream are not the CONNECT that was accepted");
                     }
                     if dropped + n == original.len() {
-                        out.push_own(&mut pending.replacement)
-                            .ok_or(OUT_OF_MEMORY)?;
+                        out.push_own(&mut pending.link);
                         pending.state = FilterState::Done;
                     } else {
                         pending.state = FilterState::Dropping {
@@ -475,9 +481,16 @@ impl ChainBuilder {
     fn link(&mut self, b: *mut ngx_buf_t) -> Option<()> {
         // SAFETY: pool is the connection's live pool.
         let cl = NonNull::new(unsafe { ngx::ffi::ngx_alloc_chain_link(self.pool) })?.as_ptr();
-        // SAFETY: cl is a fresh link; last, when set, is the previous one.
+        // SAFETY: cl is a fresh link.
+        unsafe { (*cl).buf = b };
+        self.append(cl);
+        Some(())
+    }
+
+    /// Appends `cl`, a link whose buffer is set.
+    fn append(&mut self, cl: *mut ngx_chain_t) {
+        // SAFETY: cl is a valid link; last, when set, is the previous one.
         unsafe {
-            (*cl).buf = b;
             (*cl).next = ptr::null_mut();
             match self.last.as_mut() {
                 Some(last) => last.next = cl,
@@ -485,7 +498,6 @@ impl ChainBuilder {
             }
         }
         self.last = cl;
-        Some(())
     }
 
     /// Appends a copy of `bytes` in a buffer of its own.
@@ -501,10 +513,12 @@ impl ChainBuilder {
         self.link(b)
     }
 
-    /// Appends `b`, a buffer of this module's that outlives the session.
-    fn push_own(&mut self, b: &mut ngx_buf_t) -> Option<()> {
+    /// Appends `cl`, a link of this module's over a buffer of its own, both
+    /// alive as long as the session. The filters after this one copy the
+    /// links they keep, as nginx's write filter does.
+    fn push_own(&mut self, cl: &mut ngx_chain_t) {
         self.last_is_own = true;
-        self.link(b)
+        self.append(cl);
     }
 
     /// Sets `last_buf` and `flush` on the last buffer appended, if either is

@@ -8,6 +8,8 @@
 //! ([`Value::evaluate_into`]), sparing an allocation from the connection
 //! pool. Anything else (captures such as `$1`, more parts) nginx compiles.
 
+use core::mem::MaybeUninit;
+
 use ngx::ffi::{ngx_conf_t, ngx_str_t, ngx_stream_complex_value_t, ngx_uint_t};
 
 use crate::preread::session_ctx;
@@ -136,7 +138,7 @@ impl Value {
     pub fn evaluate_into(
         &self,
         s: &mut Session<'_>,
-        out: &mut [u8],
+        out: &mut [MaybeUninit<u8>],
     ) -> Result<(ngx_str_t, usize), ()> {
         if self.len <= 1 {
             // Nothing to put together: a single variable, a text, or a
@@ -153,15 +155,23 @@ impl Value {
                 // Too long for the caller's buffer: nginx writes it.
                 return self.evaluate(s).map(|v| (v, 0)).ok_or(());
             };
-            room.copy_from_slice(bytes);
+            // SAFETY: room is bytes.len() bytes of out, apart from bytes.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    room.as_mut_ptr().cast(),
+                    bytes.len(),
+                )
+            };
             used += bytes.len();
         }
         let value = ngx_str_t {
             len: used,
+            // The first `used` bytes of out, written above.
             data: if used == 0 {
                 EMPTY.data
             } else {
-                out.as_mut_ptr()
+                out.as_mut_ptr().cast()
             },
         };
         Ok((value, used))
