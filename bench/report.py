@@ -346,6 +346,8 @@ def charts(res, docs: Path) -> list[str]:
             base, lab = BASE[k], label(res, k)
             if k == "d" and "d0" in cg:
                 base, lab = "d0", lab + " (vs d0)"
+            if t not in cg.get(base, {}):
+                continue  # a run of some gateways only (--only) may lack the baseline
             rows.append((lab, cg[k][t]["ir_per_conn"] - cg[base][t]["ir_per_conn"], None, None))
         if rows:
             panels.append((f"{name}: extra user-space instructions per connection over the baseline", rows))
