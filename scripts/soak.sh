@@ -26,7 +26,8 @@
 # SCALE_SESSIONS (10000), SCALE_HOLD (80 s), SCALE_RAMP (500/s);
 # SOAK_SLOW_CLIENTS (1000); SOAK_LEAK_SESSIONS (100000);
 # FLEET_SESSIONS (10000; the full run is 100000), FLEET_MODES
-# ("compare tune ports storm storm-limit"), FLEET_RAMP (200/s), FLEET_HOLD (60 s);
+# ("compare tune ports storm storm-limit"), FLEET_RAMP (200/s), FLEET_HOLD (60 s),
+# FLEET_RETRY (set: in compare, a device that times out connects again);
 # CARGO_TARGET_DIR as usual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -132,7 +133,7 @@ for run in "${RUNS[@]}"; do
             tune) extra=(--sessions "$((n < 5000 ? n : 5000))" --publish-interval 0 --hold 30) ;;
             ports) extra=(--sessions 3000 --brokers 1 --port-range "50000 50999") ;;
             storm-limit) mode=storm extra=(--sessions "$n" --limit) ;;
-            *) extra=(--sessions "$n") ;;
+            *) extra=(--sessions "$n" ${FLEET_RETRY:+--retry}) ;;
             esac
             set +e
             python3 scripts/soak/fleet.py "$mode" --module "$module" \

@@ -270,7 +270,7 @@ backend brokers
             # one is in, or, if not all get in, at twice the ramp time.
             hold = int(3 * ramp_secs + a.hold + 120)
             t0 = time.time()
-            shards = self.start_devices(d, hold, a.ramp)
+            shards = self.start_devices(d, hold, a.ramp, reconnect=a.retry)
             samples, cpu_full, t_full, stopping = [], None, None, False
             while any(s["proc"].poll() is None for s in shards):
                 time.sleep(2)
@@ -383,6 +383,12 @@ backend brokers
             "on the broker nginx logged": wrong == 0,
             "no crash or alert": not errlog,
         }
+        if self.a.retry:
+            # Devices that timed out or were refused came back on their
+            # back-off: what counts is that all were in at once.
+            r["connect_failures_retried"] = sum(errors.values())
+            r["checks"]["every device got CONNACK"] = oks >= n
+            del r["checks"]["no device errors"]
         r["samples"] = samples
         r["loadgen"] = lg
         return r
