@@ -16,8 +16,9 @@ declare -A groups=(
     # scripts/package-deb.sh: the nginx the package is for, its sources, and
     # the stream module the package depends on.
     [package]="nginx nginx-dev libnginx-mod-stream"
-    # the other gateways and the measuring tools of the benchmark.
-    [bench]="haproxy valgrind strace python3-matplotlib"
+    # the other gateways and the measuring tools of the benchmark; the
+    # allocators that scripts/soak/fleet.py's tuning runs try under nginx.
+    [bench]="haproxy valgrind strace python3-matplotlib libjemalloc2 libtcmalloc-minimal4"
 )
 
 wanted=()

@@ -153,7 +153,8 @@ backend brokers
                 f.write(self.nginx_conf(d, port, brokers, g, **kw))
             argv = [self.a.nginx, "-p", d + "/", "-e", f"{d}/error.log", "-c", conf]
             subprocess.run(argv + ["-t"], check=True, capture_output=True)
-            p = self.procs.start("nginx", argv, log=os.path.join(d, "stderr.log"))
+            env = dict(os.environ, **L.VARIANT_ENV.get(kw.get("variant", ""), {}))
+            p = self.procs.start("nginx", argv, log=os.path.join(d, "stderr.log"), env=env)
             ok = L.wait_until(lambda: L.listening(port) and
                               len(L.children(p.pid)) >= self.lay["workers"], 30)
             gw = {"kind": "nginx", "port": port, "master": p, "conf": conf}

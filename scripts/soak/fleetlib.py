@@ -23,7 +23,22 @@ VARIANTS = {
     "wc": "",  # worker_connections just above the sessions (fleetenv.nginx_conf)
     "tcpmem": "",  # kernel: tcp_rmem/tcp_wmem 4096 4096 65536 in the namespace
     "lowmem": "proxy_buffer_size 1k;",  # as in nginx-conf/low-memory.conf
+    # Another allocator for nginx (VARIANT_ENV), alone and with 1k buffers.
+    "jemalloc": "",
+    "jemalloc1k": "proxy_buffer_size 1k;",
+    "tcmalloc": "",
+    "tcmalloc1k": "proxy_buffer_size 1k;",
 }
+_LIB = "/usr/lib/x86_64-linux-gnu"
+# jemalloc with one arena and freed pages returned at once: what an
+# allocator set for memory rather than speed keeps.
+_JEMALLOC = {"LD_PRELOAD": f"{_LIB}/libjemalloc.so.2",
+             "MALLOC_CONF": "narenas:1,tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0"}
+_TCMALLOC = {"LD_PRELOAD": f"{_LIB}/libtcmalloc_minimal.so.4"}
+# The environment nginx starts with, per variant (Debian's libjemalloc2 and
+# libtcmalloc-minimal4).
+VARIANT_ENV = {"jemalloc": _JEMALLOC, "jemalloc1k": _JEMALLOC,
+               "tcmalloc": _TCMALLOC, "tcmalloc1k": _TCMALLOC}
 TCP_SMALL = "4096 4096 65536"
 
 
