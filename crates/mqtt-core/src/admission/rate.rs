@@ -47,9 +47,14 @@ impl RateState {
         if excess > u64::from(burst) * 1000 {
             return false;
         }
+        // Each worker has its own cached clock, which lags while the worker
+        // is busy: a time earlier than the last one drains nothing (below)
+        // and must not move the bucket back, or the next CONNECT would be
+        // credited the same interval again (nginx's limit_req keeps `last`
+        // when no time has passed, for the same reason).
         *self = RateState {
             excess,
-            last_ms: now_ms,
+            last_ms: now_ms.max(self.last_ms),
         };
         true
     }

@@ -41,6 +41,20 @@ fn leaky_bucket_admits_burst_then_rate() {
     }
 }
 
+/// A CONNECT stamped earlier than the last admitted one (another worker's
+/// clock was ahead) drains nothing and does not move the bucket's time
+/// back, so the next CONNECT is not credited the same time again.
+#[test]
+fn an_earlier_clock_does_not_move_the_bucket_back() {
+    let rate = Rate(1000);
+    let mut state = RateState::default();
+    assert!(state.admit(10_000, rate, 1, true));
+    assert!(state.admit(9_000, rate, 1, false));
+    assert_eq!(state.last_ms, 10_000);
+    assert!(!state.admit(10_001, rate, 1, false));
+    assert!(state.admit(11_000, rate, 1, false));
+}
+
 #[test]
 fn refused_attempts_do_not_fill_the_bucket() {
     let rate = Rate(1000);
@@ -78,6 +92,38 @@ proptest! {
             if idle {
                 prop_assert!(admitted);
                 prop_assert!(copy.admit(now, rate, 0, false));
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Workers read the clock nginx caches for each of them, which lags
+    /// behind while a worker is busy: one worker's CONNECT may carry an
+    /// earlier time than the one before it from another. Within any window
+    /// of true time, a key still gets at most burst + 1 + rate × (window +
+    /// the largest lag): no drain is credited twice.
+    #[test]
+    fn lagging_worker_clocks_drain_the_bucket_once(
+        attempts in proptest::collection::vec((0u64..400, 0u64..500), 1..400),
+        per_sec in 1u64..50,
+        burst in 0u32..10,
+    ) {
+        let rate = Rate(per_sec * 1000);
+        let mut state = RateState::default();
+        let mut now = 5_000u64;
+        let mut times = Vec::new();
+        for (i, (gap, lag)) in attempts.iter().enumerate() {
+            now += gap;
+            if state.admit(now - lag, rate, burst, i == 0) {
+                times.push(now);
+            }
+        }
+        for (i, start) in times.iter().enumerate() {
+            for (j, end) in times.iter().enumerate().skip(i) {
+                let window_ms = end - start + 500;
+                let bound = u64::from(burst) + 1 + per_sec * window_ms / 1000;
+                prop_assert!((j - i + 1) as u64 <= bound, "{} in {} ms", j - i + 1, end - start);
             }
         }
     }
