@@ -84,7 +84,8 @@ class Env:
             # One key for the whole gateway: at most rate CONNECTs a second
             # reach the brokers (below the ~350 full handshakes a second this
             # 2-core machine manages); the rest get CONNACK 0x03 and come back.
-            stream_extra += ("    mqtt_limit_connect_zone gateway zone=storm:1m rate=200r/s;\n")
+            stream_extra += ("    mqtt_limit_connect_zone gateway zone=storm:1m "
+                             f"rate={L.LIMIT_RATE}r/s;\n")
             server_extra += "        mqtt_limit_connect zone=storm burst=100;\n"
         tune = L.VARIANTS.get(variant, "")
         tune = "".join(f"        {t.strip()};\n" for t in tune.split(";") if t.strip())

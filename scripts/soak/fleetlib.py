@@ -40,6 +40,8 @@ _TCMALLOC = {"LD_PRELOAD": f"{_LIB}/libtcmalloc_minimal.so.4"}
 VARIANT_ENV = {"jemalloc": _JEMALLOC, "jemalloc1k": _JEMALLOC,
                "tcmalloc": _TCMALLOC, "tcmalloc1k": _TCMALLOC}
 TCP_SMALL = "4096 4096 65536"
+# CONNECTs a second the storm's `--limit` lets through, gateway-wide.
+LIMIT_RATE = 200
 
 
 def machine():

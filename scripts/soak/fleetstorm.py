@@ -96,10 +96,13 @@ def storm(env, limit):
             old = state["shards"]
             state["shards"] = []
             state["old"] = old
-            state["shards"] = env.start_devices(d, 60, n * 2.0, tag="-2", reconnect=True)
-        event("drop_all", drop_all, settle=300)
+            state["shards"] = env.start_devices(d, drop_hold, n * 2.0, tag="-2", reconnect=True)
+        # Under the limit the fleet needs n / rate seconds to be back; the
+        # devices keep trying for 60 s more than three times that.
+        drop_hold = 60 + (3 * n // L.LIMIT_RATE if limit else 0)
+        event("drop_all", drop_all, settle=max(300, drop_hold))
         for s in state["shards"]:
-            s["proc"].wait(200)
+            s["proc"].wait(drop_hold + 200)
         r["loadgen_after_drop"] = env.collect(state["shards"])
     finally:
         stop.set()
