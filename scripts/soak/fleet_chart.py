@@ -53,7 +53,9 @@ def main(src, dst):
     ax[2].bar([i + w / 2 for i in xs], [x["p99_ms"] for x in runs], w, label="p99",
               color=[COLORS.get(x["gateway"]) for x in runs])
     ax[2].set_xticks(list(xs), [n.split(" ", 1)[0] for n in names])
-    ax[2].set_ylabel("ms, TCP connect to CONNACK")
+    # p50 and p99 may be orders of magnitude apart (a backlog of handshakes).
+    ax[2].set_yscale("log")
+    ax[2].set_ylabel("ms, TCP connect to CONNACK (log scale)")
     ax[2].set_title("connect latency (light: p50, dark: p99)")
     fig.suptitle(f"fleet compare, {r['date']}, {r['machine']['cpus']} cores "
                  f"({r['machine']['cpu']}), ramp {r['ramp_per_s']:.0f}/s", fontsize=9)
