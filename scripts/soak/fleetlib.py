@@ -42,6 +42,9 @@ VARIANT_ENV = {"jemalloc": _JEMALLOC, "jemalloc1k": _JEMALLOC,
 TCP_SMALL = "4096 4096 65536"
 # CONNECTs a second the storm's `--limit` lets through, gateway-wide.
 LIMIT_RATE = 200
+# About the full mutual-TLS handshakes a second this 2-core machine makes
+# with the devices on it too (docs/SCALE.md).
+HANDSHAKES_PER_S = 200
 
 
 def machine():

@@ -44,7 +44,7 @@ def storm(env, limit):
         state["shards"] = env.start_devices(d, int(ramp_secs + 900), a.ramp, tag="-1",
                                             reconnect=True)
         th.start()
-        if not L.wait_until(lambda: env.live(state["shards"]) >= n, ramp_secs + 180, 0.5):
+        if not L.wait_until(lambda: env.live(state["shards"]) >= n, 2 * ramp_secs + 180, 0.5):
             raise RuntimeError(f"only {env.live(state['shards'])} of {n} connected")
         time.sleep(5)
 
@@ -97,12 +97,17 @@ def storm(env, limit):
             state["shards"] = []
             state["old"] = old
             state["shards"] = env.start_devices(d, drop_hold, n * 2.0, tag="-2", reconnect=True)
-        # Under the limit the fleet needs n / rate seconds to be back; the
-        # devices keep trying for 60 s more than three times that.
-        drop_hold = 60 + (3 * n // L.LIMIT_RATE if limit else 0)
+        # The fleet needs n / rate seconds to be back, the rate being the
+        # limit's or about the full handshakes 2 cores make; the devices keep
+        # trying for 60 s more than three times that, and are stopped once
+        # all are back.
+        drop_hold = 60 + 3 * n // (L.LIMIT_RATE if limit else L.HANDSHAKES_PER_S)
         event("drop_all", drop_all, settle=max(300, drop_hold))
         for s in state["shards"]:
-            s["proc"].wait(drop_hold + 200)
+            if s["proc"].poll() is None:
+                s["proc"].send_signal(signal.SIGTERM)
+        for s in state["shards"]:
+            s["proc"].wait(60)
         r["loadgen_after_drop"] = env.collect(state["shards"])
     finally:
         stop.set()
