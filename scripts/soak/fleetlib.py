@@ -69,10 +69,25 @@ def count_devices(certs):
     return n
 
 
+_TAKEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range: at 100,000 devices the
+    gateway's upstream connections hold nearly every ephemeral port, and one
+    of them would take a broker's port while the broker restarts."""
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for port in range(10000, lo):
+        if port in _TAKEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _TAKEN.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def listening(port):
