@@ -41,10 +41,16 @@ def storm(env, limit):
     th = threading.Thread(target=sample, daemon=True)
     try:
         ramp_secs = n / a.ramp
-        state["shards"] = env.start_devices(d, int(ramp_secs + 900), a.ramp, tag="-1",
-                                            reconnect=True)
+        connect_secs = 2 * ramp_secs + 180
+        # A stopped broker's devices (one broker's share) come back at about
+        # the full handshakes the machine makes a second; they get three
+        # times that, and a minute more.
+        broker_settle = max(180, 60 + 3 * n // len(brokers) // L.HANDSHAKES_PER_S)
+        # The first devices stay until the drop-all kills them.
+        first_hold = int(connect_secs + broker_settle + 300)
+        state["shards"] = env.start_devices(d, first_hold, a.ramp, tag="-1", reconnect=True)
         th.start()
-        if not L.wait_until(lambda: env.live(state["shards"]) >= n, 2 * ramp_secs + 180, 0.5):
+        if not L.wait_until(lambda: env.live(state["shards"]) >= n, connect_secs, 0.5):
             raise RuntimeError(f"only {env.live(state['shards'])} of {n} connected")
         time.sleep(5)
 
@@ -75,7 +81,7 @@ def storm(env, limit):
 
         def kill_broker():
             env.procs.stop(b0["proc"])
-        event("broker_down", kill_broker)
+        event("broker_down", kill_broker, settle=broker_settle)
         nb = env.start_broker(d, 0, b0["port"], gen=1)
         env.procs.stop(b0["sub"])
         b0.update(proc=nb["proc"], sub=nb["sub"])
