@@ -5,7 +5,7 @@ namespace (its own 127.0.0.0/8, its own ip_local_port_range, nothing shared
 with the host's other listeners).
 
     scripts/soak/fleet.py compare --sessions 10000 [--gateways a,b,d]
-    scripts/soak/fleet.py tune    --sessions 5000  [--variants base,pbs1k,...]
+    scripts/soak/fleet.py tune    --sessions 5000  [--gateways a,b] [--variants base,pbs1k,...]
     scripts/soak/fleet.py ports   --sessions 3000 --port-range "50000 50999"
     scripts/soak/fleet.py storm   --sessions 10000 [--limit]
 
@@ -61,7 +61,8 @@ def args():
     ap.add_argument("--certs", required=True, help="a `loadgen certs` directory (made if missing)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--sessions", type=int, default=10000)
-    ap.add_argument("--gateways", default="a,b,d")
+    ap.add_argument("--gateways", default=None,
+                    help="compare: default a,b,d; tune: default b (a and b take variants)")
     ap.add_argument("--variants", default=",".join(L.VARIANTS))
     ap.add_argument("--hold", type=int, default=60, help="seconds on the plateau")
     ap.add_argument("--ramp", type=float, default=500, help="connects per second")
@@ -95,12 +96,18 @@ def main():
     n = a.sessions
     # Descriptors: a worker holds 2 per session, a broker 1, a load generator 1.
     usable = hard - 1500
+    brokers = math.ceil(n / usable)
+    if a.mode == "storm":
+        # The storm stops one broker: the others take its devices, and the
+        # hash spreads them unevenly, so one broker more, each a sixth short
+        # of its limit.
+        brokers = math.ceil(n / (0.85 * usable)) + 1
     lay = {
         "fd_limit": hard,
         "ephemeral_ports": ports,
         "workers": a.workers or max(2, math.ceil(2 * n / usable)),
         "haproxy_procs": max(1, math.ceil(2 * n / usable)),
-        "brokers": a.brokers or max(3, math.ceil(n / usable)),
+        "brokers": a.brokers or max(3, brokers),
         "loadgens": max(1, math.ceil(n / usable)),
     }
     # Device-side source addresses: at most 80% of the port range each.
@@ -122,7 +129,7 @@ def main():
     ok = True
     try:
         if a.mode == "compare":
-            for g in a.gateways.split(","):
+            for g in (a.gateways or "a,b,d").split(","):
                 r = env.guarded(g)
                 result["runs"].append(r)
                 ok &= all(r["checks"].values())
@@ -131,10 +138,14 @@ def main():
                 for r in result["runs"]:
                     r["vs_a"] = L.ratios(r, base)
         elif a.mode == "tune":
+            gateways = (a.gateways or "b").split(",")
+            if not set(gateways) <= {"a", "b"}:
+                sys.exit("tune: --gateways takes a and b")
             for v in a.variants.split(","):
-                r = env.guarded("b", variant=v)
-                result["runs"].append(r)
-                ok &= all(r["checks"].values())
+                for g in gateways:
+                    r = env.guarded(g, variant=v)
+                    result["runs"].append(r)
+                    ok &= all(r["checks"].values())
         elif a.mode == "ports":
             for k in (0, a.proxy_bind or 4):
                 r = env.guarded("b", proxy_bind=k)
