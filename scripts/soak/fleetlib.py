@@ -216,8 +216,10 @@ def read_progress(path):
     """The last progress line of a loadgen log: (t, live, connacks, errors, reconnects)."""
     last = None
     try:
-        with open(path, errors="replace") as f:
-            for line in f:
+        with open(path, "rb") as f:
+            # Progress lines come every 500 ms: the last one is in the tail.
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            for line in f.read().decode(errors="replace").splitlines():
                 if line.startswith("[") and "live sessions" in line:
                     last = line
     except OSError:
