@@ -74,6 +74,7 @@ def args():
     ap.add_argument("--proxy-bind", type=int, default=0,
                     help="(b) binds upstream connections over this many 127.0.1.x addresses")
     ap.add_argument("--limit", action="store_true", help="storm: mqtt_limit_connect on")
+    ap.add_argument("--backlog", type=int, default=4096, help="nginx's listen backlog")
     ap.add_argument("--retry", action="store_true",
                     help="compare/tune: a device that times out or is refused connects again (back-off)")
     return ap.parse_args()

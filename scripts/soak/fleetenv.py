@@ -104,7 +104,7 @@ stream {{
         {hash_line}
 {servers}    }}
     server {{
-        listen 127.0.0.1:{port} ssl reuseport backlog=4096;
+        listen 127.0.0.1:{port} ssl reuseport backlog={a.backlog};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_certificate {self.certs}/server-chain.pem;
         ssl_certificate_key {self.certs}/server.key;
