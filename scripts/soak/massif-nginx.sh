@@ -11,7 +11,7 @@
 # alert" check fails; the figures that matter are massif's.
 #   MASSIF_DIR=/tmp/m scripts/soak/fleet.py tune --nginx $PWD/scripts/soak/massif-nginx.sh \
 #       --sessions 1000 --ramp 10 --hold 20 --publish-interval 0 --variants pbs1k ...
-#   ms_print /tmp/m/massif.out.<worker pid>
+#   scripts/soak/massif_sites.py 1000 /tmp/m/massif.out.<worker pid> ...   (or ms_print)
 nginx=${MASSIF_NGINX:-/usr/sbin/nginx}
 for arg in "$@"; do
     [ "$arg" = "-t" ] && exec "$nginx" "$@"
