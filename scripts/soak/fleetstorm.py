@@ -61,9 +61,9 @@ def storm(env, limit):
                 # The drop shows in the devices' progress lines, then the recovery.
                 L.wait_until(lambda: any(x[1] < n for x in timeline if x[0] >= te), 15, 0.1)
                 ok = L.wait_until(lambda: env.live(state["shards"]) >= n, settle, 0.25)
-                # From the devices' own counts, polled above: the sampler
-                # lags at 100,000 connections (the accept queue is read
-                # from /proc/net/tcp).
+                # From the devices' own counts, polled above: at 100,000
+                # connections the sampler's samples (which also ask `ss`
+                # for the accept queues) come seconds apart.
                 back = time.time() - t0 if ok else None
             else:
                 time.sleep(settle)
