@@ -42,10 +42,15 @@ def storm(env, limit):
     try:
         ramp_secs = n / a.ramp
         connect_secs = 2 * ramp_secs + 180
-        # A stopped broker's devices (one broker's share) come back at about
-        # the full handshakes the machine makes a second; they get three
-        # times that, and a minute more.
-        broker_settle = max(180, 60 + 3 * n // len(brokers) // L.HANDSHAKES_PER_S)
+        # Dropped devices come back at the limit's rate, or at about the full
+        # handshakes 2 cores make; they get 60 s more than three times what
+        # that takes.
+        rate = L.LIMIT_RATE if limit else L.HANDSHAKES_PER_S
+
+        def recovery_secs(devices):
+            return 60 + int(3 * devices // rate)
+        # A stopped broker drops its share of the devices.
+        broker_settle = max(180, recovery_secs(n / len(brokers)))
         # The first devices stay until the drop-all kills them.
         first_hold = int(connect_secs + broker_settle + 300)
         state["shards"] = env.start_devices(d, first_hold, a.ramp, tag="-1", reconnect=True)
@@ -105,11 +110,8 @@ def storm(env, limit):
             state["shards"] = []
             state["old"] = old
             state["shards"] = env.start_devices(d, drop_hold, n * 2.0, tag="-2", reconnect=True)
-        # The fleet needs n / rate seconds to be back, the rate being the
-        # limit's or about the full handshakes 2 cores make; the devices keep
-        # trying for 60 s more than three times that, and are stopped once
-        # all are back.
-        drop_hold = 60 + 3 * n // (L.LIMIT_RATE if limit else L.HANDSHAKES_PER_S)
+        # The devices keep trying that long, and are stopped once all are back.
+        drop_hold = recovery_secs(n)
         event("drop_all", drop_all, settle=max(300, drop_hold))
         for s in state["shards"]:
             if s["proc"].poll() is None:
